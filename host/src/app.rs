@@ -1,0 +1,106 @@
+//! Assembling a running proxy from a validated [`Config`]: the policy is
+//! compiled and checked, the resolver built and the listeners bound before
+//! anything is served.
+
+use crate::config::Config;
+use crate::dns::Dns;
+use crate::policy::{LoadedPolicy, PolicyEngine, PolicyServices, load_configured, own_networks};
+use crate::proxy::SharedState;
+use crate::server::{self, ServerLimits};
+use crate::session::SessionLimits;
+use crate::upstream::{Upstream, UpstreamSettings};
+use anyhow::Context;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use tokio::net::TcpListener;
+
+/// A proxy ready to serve: policy loaded, listeners bound.
+pub struct App {
+    /// What sessions share.
+    pub state: Arc<SharedState>,
+    /// Bound listeners.
+    pub listeners: Vec<TcpListener>,
+    limits: ServerLimits,
+}
+
+/// Compile the configured policy with the services it is given.
+pub async fn load_policy(config: &Config, engine: &PolicyEngine, dns: Option<Dns>) -> anyhow::Result<Arc<LoadedPolicy>> {
+    let services = PolicyServices {
+        config: config.policy.config.clone(),
+        dns,
+        own_networks: own_networks(),
+        hostname: config.proxy.hostname.clone(),
+    };
+    load_configured(engine, &config.policy, services).await
+}
+
+impl App {
+    /// Load the policy, build the resolver and bind every listener.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let listeners = bind(config).await?;
+        Self::with_listeners(config, listeners).await
+    }
+
+    /// Like [`App::build`] with listeners the caller bound (tests bind port 0).
+    pub async fn with_listeners(config: &Config, listeners: Vec<TcpListener>) -> anyhow::Result<Self> {
+        let dns = Dns::new(&config.dns).context("setting up DNS")?;
+        let engine = PolicyEngine::new().context("starting the WebAssembly engine")?;
+        let policy = load_policy(config, &engine, Some(dns.clone())).await?;
+        let proxy = &config.proxy;
+        let state = Arc::new(SharedState {
+            hostname: proxy.hostname.clone(),
+            limits: SessionLimits {
+                max_message_size: proxy.max_message_size,
+                max_recipients: proxy.max_recipients,
+                max_errors: proxy.max_errors,
+            },
+            command_timeout: proxy.command_timeout,
+            data_timeout: proxy.data_timeout,
+            policy: arc_swap::ArcSwap::new(policy),
+            dns: Some(dns),
+            upstream: UpstreamSettings {
+                addr: proxy.upstream.clone(),
+                hostname: proxy.hostname.clone(),
+                timeout: proxy.upstream_timeout,
+                smtputf8: Arc::new(AtomicBool::new(false)),
+            },
+            next_session: AtomicU64::new(1),
+        });
+        Ok(Self {
+            state,
+            listeners,
+            limits: ServerLimits {
+                max_connections: proxy.max_connections,
+                shutdown_grace: proxy.shutdown_grace,
+            },
+        })
+    }
+
+    /// The loaded policy.
+    pub fn policy(&self) -> Arc<LoadedPolicy> {
+        self.state.policy.load_full()
+    }
+
+    /// Serve until `shutdown` completes, then drain.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let probe_settings = self.state.upstream.clone();
+        tokio::spawn(async move {
+            if let Err(e) = Upstream::probe(&probe_settings).await {
+                tracing::warn!("upstream {} not reachable yet: {e}", probe_settings.addr);
+            }
+        });
+        server::run(self.listeners, self.state, self.limits, shutdown).await;
+    }
+}
+
+async fn bind(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for addr in &config.proxy.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("proxy.listen: cannot listen on {addr}"))?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}

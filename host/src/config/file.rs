@@ -1,0 +1,98 @@
+//! The TOML file as written by the admin: serde types that refuse unknown
+//! keys. [`super::Config`] is built from these after validation.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub proxy: ProxySection,
+    #[serde(default)]
+    pub policy: PolicySection,
+    #[serde(default)]
+    pub dns: DnsSection,
+    pub auth: Option<AuthSection>,
+    pub tls: Option<TlsSection>,
+}
+
+/// `[proxy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    pub listen: Option<Vec<SocketAddr>>,
+    pub upstream: Option<String>,
+    pub hostname: Option<String>,
+    pub max_message_size: Option<u64>,
+    pub max_recipients: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_errors: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub command_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub data_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub upstream_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+}
+
+/// `[policy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    pub module: Option<String>,
+    pub watch: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub call_timeout: Option<Duration>,
+    pub memory_limit: Option<u64>,
+    pub on_failure: Option<FailureModeName>,
+    pub config: Option<toml::Table>,
+}
+
+/// `[policy] on_failure`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureModeName {
+    Tempfail,
+    Accept,
+}
+
+/// `[dns]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSection {
+    pub nameservers: Option<Vec<SocketAddr>>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    pub backend: AuthBackendName,
+    pub server: Option<String>,
+    pub require_tls: Option<bool>,
+}
+
+/// `[auth] backend`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthBackendName {
+    Imap,
+    Pop3,
+    File,
+    Smtp,
+}
+
+/// `[tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}

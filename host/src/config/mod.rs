@@ -1,0 +1,524 @@
+//! Configuration: the TOML file (unknown keys refused) turned into one
+//! validated [`Config`], or a list of problems each naming its key.
+
+mod file;
+mod policy_table;
+
+use file::{AuthBackendName, ConfigFile, FailureModeName};
+pub use policy_table::{PolicyConfig, PolicyValue};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default listening address (SPEC section 4).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2525";
+/// Default upstream (SPEC section 4).
+pub const DEFAULT_UPSTREAM: &str = "127.0.0.1:25";
+/// The name of the embedded default policy.
+pub const BUILTIN_APPLE_RELAY: &str = "builtin:apple-relay";
+
+/// Everything relaygate needs to run, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[proxy]`.
+    pub proxy: ProxyConfig,
+    /// `[policy]`.
+    pub policy: PolicySettings,
+    /// `[dns]`.
+    pub dns: DnsConfig,
+    /// `[auth]`, parsed and checked; see [`Config::inactive_sections`].
+    pub auth: Option<AuthConfig>,
+    /// `[tls]`, parsed and checked; see [`Config::inactive_sections`].
+    pub tls: Option<TlsConfig>,
+    /// The file this came from; none for the embedded default.
+    pub source: Option<PathBuf>,
+}
+
+/// `[proxy]`: listeners, upstream and session limits.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// The upstream mail server, `host:port`.
+    pub upstream: String,
+    /// Our name in the greeting and EHLO.
+    pub hostname: String,
+    /// SIZE limit in bytes; larger messages are refused.
+    pub max_message_size: u64,
+    /// Recipients per transaction.
+    pub max_recipients: usize,
+    /// Concurrent client connections; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Errors (bad commands, refusals of syntax) before a session is closed.
+    pub max_errors: u32,
+    /// How long to wait for a client command.
+    pub command_timeout: Duration,
+    /// How long to wait for each chunk of message data.
+    pub data_timeout: Duration,
+    /// How long to wait for each upstream reply.
+    pub upstream_timeout: Duration,
+    /// How long sessions may finish after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+}
+
+/// Where the policy module comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleSource {
+    /// The embedded default policy.
+    BuiltinAppleRelay,
+    /// A component file on disk.
+    File(PathBuf),
+}
+
+/// What to answer when a policy call fails (trap, timeout, bad reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureMode {
+    /// 451 4.3.0 (fail closed, the default).
+    Tempfail,
+    /// Carry on as if the policy had accepted (fail open).
+    Accept,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    /// The module to run.
+    pub module: ModuleSource,
+    /// Reload when the module file changes.
+    pub watch: bool,
+    /// CPU-time budget of one hook call.
+    pub call_timeout: Duration,
+    /// Linear-memory cap of one policy instance, in bytes.
+    pub memory_limit: usize,
+    /// Answer to a failed call.
+    pub on_failure: FailureMode,
+    /// `[policy.config]`, handed to the policy.
+    pub config: PolicyConfig,
+}
+
+/// `[dns]`.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// Name servers to ask; empty means the system's (/etc/resolv.conf).
+    pub nameservers: Vec<SocketAddr>,
+    /// Timeout of one lookup.
+    pub timeout: Duration,
+}
+
+/// `[auth]`: SMTP AUTH credential checking.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Backend name as configured.
+    pub backend: String,
+    /// Backend server address.
+    pub server: Option<String>,
+    /// Offer AUTH only after STARTTLS.
+    pub require_tls: bool,
+}
+
+/// `[tls]`: certificate for STARTTLS.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Configuration could not be used; each line names a key and its problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", problems.join("\n"))]
+pub struct ConfigError {
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn one(problem: String) -> Self {
+        Self {
+            problems: vec![problem],
+        }
+    }
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
+        let mut config = Self::parse(&text).map_err(|e| ConfigError {
+            problems: e
+                .problems
+                .into_iter()
+                .map(|p| format!("{}: {p}", path.display()))
+                .collect(),
+        })?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Validate config text (relative paths resolve against the working directory).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let deserializer = toml::Deserializer::parse(text)
+            .map_err(|e| ConfigError::one(toml_problem(text, &e)))?;
+        let file: ConfigFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message().to_string();
+            let at = inner
+                .span()
+                .map(|span| format!(" (line {})", line_of(text, span.start)))
+                .unwrap_or_default();
+            ConfigError::one(if path == "." {
+                format!("{message}{at}")
+            } else {
+                format!("{path}: {message}{at}")
+            })
+        })?;
+        Self::from_file(file)
+    }
+
+    /// The embedded default of SPEC section 4: listen on 127.0.0.1:2525,
+    /// forward to 127.0.0.1:25, Apple policy with restricted relay on for the
+    /// machine's own addresses and loopback, AUTH off.
+    pub fn embedded_default() -> Self {
+        Self::parse("[policy.config]\nopen_relay_addr_flag = 1\n")
+            .expect("the embedded default configuration is valid")
+    }
+
+    fn from_file(file: ConfigFile) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let proxy = file.proxy;
+        let listen = proxy.listen.unwrap_or_else(|| {
+            vec![DEFAULT_LISTEN.parse().expect("default listen address parses")]
+        });
+        let upstream = proxy.upstream.unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
+        let hostname = proxy.hostname.unwrap_or_else(system_hostname);
+        if hostname.is_empty()
+            || !hostname
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            problems.push(format!(
+                "proxy.hostname: {hostname:?} is not a host name (letters, digits, '-' and '.')"
+            ));
+        }
+        let positive = |key: &str, value: u64, problems: &mut Vec<String>| {
+            if value == 0 {
+                problems.push(format!("proxy.{key}: must be greater than 0"));
+            }
+        };
+        let max_message_size = proxy.max_message_size.unwrap_or(35_882_577);
+        positive("max_message_size", max_message_size, &mut problems);
+        let max_recipients = proxy.max_recipients.unwrap_or(100);
+        positive("max_recipients", max_recipients as u64, &mut problems);
+        let max_connections = proxy.max_connections.unwrap_or(1000);
+        positive("max_connections", max_connections as u64, &mut problems);
+        let max_errors = proxy.max_errors.unwrap_or(20);
+        positive("max_errors", u64::from(max_errors), &mut problems);
+        let timeouts = [
+            ("command_timeout", proxy.command_timeout, 300),
+            ("data_timeout", proxy.data_timeout, 600),
+            ("upstream_timeout", proxy.upstream_timeout, 300),
+            ("shutdown_grace", proxy.shutdown_grace, 30),
+        ]
+        .map(|(key, value, default_secs)| {
+            let value = value.unwrap_or(Duration::from_secs(default_secs));
+            if value.is_zero() {
+                problems.push(format!("proxy.{key}: must be longer than 0s"));
+            }
+            value
+        });
+        let [command_timeout, data_timeout, upstream_timeout, shutdown_grace] = timeouts;
+
+        let policy = file.policy;
+        let module = match policy.module.as_deref() {
+            None | Some(BUILTIN_APPLE_RELAY) => ModuleSource::BuiltinAppleRelay,
+            Some(other) if other.starts_with("builtin:") => {
+                problems.push(format!(
+                    "policy.module: unknown built-in {other:?} (the only one is {BUILTIN_APPLE_RELAY:?})"
+                ));
+                ModuleSource::BuiltinAppleRelay
+            }
+            Some(path) => ModuleSource::File(PathBuf::from(path)),
+        };
+        let call_timeout = policy.call_timeout.unwrap_or(Duration::from_millis(100));
+        if call_timeout < Duration::from_millis(1) {
+            problems.push("policy.call_timeout: must be at least 1ms".to_string());
+        }
+        let memory_limit = policy.memory_limit.unwrap_or(64 << 20);
+        if memory_limit < (1 << 20) {
+            problems.push("policy.memory_limit: must be at least 1048576 bytes (1 MiB)".to_string());
+        }
+        let on_failure = match policy.on_failure.unwrap_or(FailureModeName::Tempfail) {
+            FailureModeName::Tempfail => FailureMode::Tempfail,
+            FailureModeName::Accept => FailureMode::Accept,
+        };
+        let policy_config = PolicyConfig::from_table(policy.config.unwrap_or_default())
+            .unwrap_or_else(|errors| {
+                problems.extend(errors);
+                PolicyConfig::default()
+            });
+
+        let dns = DnsConfig {
+            nameservers: file.dns.nameservers.unwrap_or_default(),
+            timeout: file.dns.timeout.unwrap_or(Duration::from_secs(3)),
+        };
+        if dns.timeout.is_zero() {
+            problems.push("dns.timeout: must be longer than 0s".to_string());
+        }
+
+        let auth = file.auth.map(|auth| {
+            if auth.backend != AuthBackendName::File && auth.server.is_none() {
+                problems.push("auth.server: required for this backend".to_string());
+            }
+            if let Some(server) = &auth.server
+                && let Err(why) = check_host_port(server)
+            {
+                problems.push(format!("auth.server: {server:?} {why}"));
+            }
+            AuthConfig {
+                backend: format!("{:?}", auth.backend).to_lowercase(),
+                server: auth.server,
+                require_tls: auth.require_tls.unwrap_or(true),
+            }
+        });
+        let tls = file.tls.map(|tls| {
+            for (key, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+                if let Err(e) = std::fs::metadata(path) {
+                    problems.push(format!("tls.{key}: cannot read {}: {e}", path.display()));
+                }
+            }
+            TlsConfig {
+                cert: tls.cert,
+                key: tls.key,
+            }
+        });
+
+        let config = Self {
+            proxy: ProxyConfig {
+                listen,
+                upstream,
+                hostname,
+                max_message_size,
+                max_recipients,
+                max_connections,
+                max_errors,
+                command_timeout,
+                data_timeout,
+                upstream_timeout,
+                shutdown_grace,
+            },
+            policy: PolicySettings {
+                module,
+                watch: policy.watch.unwrap_or(false),
+                call_timeout,
+                memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
+                on_failure,
+                config: policy_config,
+            },
+            dns,
+            auth,
+            tls,
+            source: None,
+        };
+        problems.extend(config.overridable_problems());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Check again after command-line flags replaced values.
+    pub fn revalidate(&self) -> Result<(), ConfigError> {
+        let problems = self.overridable_problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Problems with the values that command-line flags can override.
+    fn overridable_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.proxy.listen.is_empty() {
+            problems.push("proxy.listen: needs at least one address".to_string());
+        }
+        if let Err(why) = check_host_port(&self.proxy.upstream) {
+            problems.push(format!("proxy.upstream: {:?} {why}", self.proxy.upstream));
+        }
+        if let ModuleSource::File(path) = &self.policy.module
+            && let Err(e) = std::fs::File::open(path)
+        {
+            problems.push(format!("policy.module: cannot read {}: {e}", path.display()));
+        }
+        problems
+    }
+
+    /// Sections that are accepted and checked but not acted on by this
+    /// version, each with a line explaining the consequence.
+    pub fn inactive_sections(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.auth.is_some() {
+            notes.push(
+                "[auth] is accepted but SMTP AUTH is not implemented in this version: AUTH is never offered, so clients the policy requires to authenticate are refused (530)".to_string(),
+            );
+        }
+        if self.tls.is_some() {
+            notes.push(
+                "[tls] is accepted but STARTTLS is not implemented in this version: it is not offered".to_string(),
+            );
+        }
+        if self.policy.watch {
+            notes.push(
+                "[policy] watch = true is accepted but hot reload is not implemented in this version: restart to load a new module".to_string(),
+            );
+        }
+        notes
+    }
+}
+
+/// `host:port` with a non-empty host and a numeric port.
+fn check_host_port(text: &str) -> Result<(), &'static str> {
+    if text.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok() => {
+            Ok(())
+        }
+        _ => Err("is not host:port (e.g. \"127.0.0.1:25\" or \"mail.example.com:25\")"),
+    }
+}
+
+fn system_hostname() -> String {
+    gethostname::gethostname()
+        .into_string()
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn toml_problem(text: &str, error: &toml::de::Error) -> String {
+    let at = error
+        .span()
+        .map(|span| format!(" at line {}", line_of(text, span.start)))
+        .unwrap_or_default();
+    format!("invalid TOML{at}: {}", error.message())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        Config::parse(text).expect_err("config should be refused").problems
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let config = Config::parse("").expect("valid");
+        assert_eq!(config.proxy.listen, vec![DEFAULT_LISTEN.parse().unwrap()]);
+        assert_eq!(config.proxy.upstream, DEFAULT_UPSTREAM);
+        assert_eq!(config.proxy.max_message_size, 35_882_577);
+        assert_eq!(config.proxy.max_recipients, 100);
+        assert_eq!(config.policy.module, ModuleSource::BuiltinAppleRelay);
+        assert_eq!(config.policy.on_failure, FailureMode::Tempfail);
+    }
+
+    #[test]
+    fn spec_example_parses() {
+        let text = r#"
+[proxy]
+listen   = ["127.0.0.1:2525", "[::1]:2525"]
+upstream = "127.0.0.1:25"
+hostname = "mx.example.com"
+max_message_size = 35882577
+max_recipients   = 100
+
+[policy]
+module = "builtin:apple-relay"
+watch  = false
+
+[policy.config]
+open_relay_addr_flag  = 1
+open_relay_addr_list  = ["192.168.1.0/24", "10.0.0.5-10.0.0.40", "gw.example.com", "example.org"]
+smtp_plain_login_flag = 0
+local_domains         = ["example.com"]
+
+[dns]
+nameservers = ["127.0.0.1:5353"]
+timeout = "2s"
+"#;
+        let config = Config::parse(text).expect("valid");
+        assert_eq!(config.proxy.listen.len(), 2);
+        assert_eq!(config.proxy.hostname, "mx.example.com");
+        assert_eq!(config.dns.timeout, Duration::from_secs(2));
+        assert_eq!(
+            config.policy.config.get("open_relay_addr_list"),
+            Some(&PolicyValue::TextList(vec![
+                "192.168.1.0/24".into(),
+                "10.0.0.5-10.0.0.40".into(),
+                "gw.example.com".into(),
+                "example.org".into()
+            ]))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let p = problems("[proxy]\nlisten = [\"127.0.0.1:2525\"]\nlsiten = 1\n");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("proxy.lsiten: unknown field `lsiten`"), "{p:?}");
+        assert!(p[0].contains("line 3"), "{p:?}");
+        let p = problems("[proxyy]\n");
+        assert!(p[0].contains("unknown field `proxyy`"), "{p:?}");
+    }
+
+    #[test]
+    fn bad_values_are_named_with_their_key() {
+        let p = problems("[proxy]\nlisten = [\"127.0.0.1:2525\", \"nonsense\"]\n");
+        assert!(p[0].starts_with("proxy.listen[1]:"), "{p:?}");
+        let p = problems("[proxy]\nmax_recipients = -1\n");
+        assert!(p[0].starts_with("proxy.max_recipients:"), "{p:?}");
+        let p = problems("[proxy]\ncommand_timeout = \"soon\"\n");
+        assert!(p[0].starts_with("proxy.command_timeout:"), "{p:?}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let p = problems(
+            "[proxy]\nupstream = \"nohost\"\nmax_recipients = 0\n[policy]\nmodule = \"/nonexistent/p.wasm\"\n",
+        );
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].starts_with("proxy.max_recipients:"));
+        assert!(p[1].starts_with("proxy.upstream:"));
+        assert!(p[2].starts_with("policy.module: cannot read /nonexistent/p.wasm"));
+    }
+
+    #[test]
+    fn invalid_toml_names_the_line() {
+        let p = problems("[proxy]\nlisten = [\n");
+        assert!(p[0].starts_with("invalid TOML at line"), "{p:?}");
+    }
+
+    #[test]
+    fn unknown_builtin_is_refused() {
+        let p = problems("[policy]\nmodule = \"builtin:nope\"\n");
+        assert!(p[0].contains("unknown built-in"), "{p:?}");
+    }
+
+    #[test]
+    fn embedded_default_restricts_relay() {
+        let config = Config::embedded_default();
+        assert_eq!(
+            config.policy.config.get("open_relay_addr_flag"),
+            Some(&PolicyValue::Integer(1))
+        );
+        assert!(config.source.is_none());
+    }
+}

@@ -1,0 +1,445 @@
+//! The client side of the wire: buffered reads of command lines and message
+//! data with length limits and timeouts, and buffered replies flushed only
+//! when the client has nothing more pipelined.
+//!
+//! Message data is checked line by line ([`DataChecker`]) so that nothing
+//! reaches the upstream that could end the message, or start another one,
+//! anywhere but where relaygate itself sees the end (SMTP smuggling).
+
+use std::io;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Longest command line accepted, CRLF included. RFC 5321 sets 512 and lets
+/// extensions raise it; AUTH initial responses need far more (RFC 4954).
+pub const MAX_COMMAND_LINE: usize = 12_288;
+/// Longest text line in a message, CRLF included (RFC 5321 4.5.3.1.6).
+pub const MAX_TEXT_LINE: usize = 1000;
+/// Header bytes kept for the data hook.
+pub const MAX_KEPT_HEADERS: usize = 64 * 1024;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What reading a command line gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CommandLine {
+    /// A line without its line ending.
+    Line(Vec<u8>),
+    /// A line over [`MAX_COMMAND_LINE`]; it has been skipped.
+    TooLong,
+}
+
+/// Why the connection cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The client closed the connection.
+    #[error("client closed the connection")]
+    Closed,
+    /// The client sent nothing for too long.
+    #[error("client timed out")]
+    Timeout,
+    /// A socket error.
+    #[error("client I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A buffered client connection.
+pub struct ClientConnection<S> {
+    stream: S,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    out: Vec<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
+    /// Wrap a connected stream.
+    pub fn new(stream: S) -> Self {
+        Self {
+            stream,
+            buf: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+            out: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Queue bytes (a reply) for the client.
+    pub fn queue(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Send what is queued.
+    pub async fn flush(&mut self) -> Result<(), ConnectionError> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    /// True when a complete line is already buffered (the client pipelined),
+    /// so replies can wait and go out together.
+    pub fn has_buffered_line(&self) -> bool {
+        memchr::memchr(b'\n', &self.buf[self.start..self.end]).is_some()
+    }
+
+    /// True when any unread input is buffered.
+    pub fn has_buffered_input(&self) -> bool {
+        self.end > self.start
+    }
+
+    /// Discard buffered input (e.g. commands pipelined behind STARTTLS).
+    pub fn discard_buffered_input(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Read one command line (LF or CRLF terminated), flushing queued
+    /// replies first if the client has nothing more buffered. Cancel-safe:
+    /// input stays buffered if the future is dropped.
+    pub async fn read_command(&mut self, timeout: Duration) -> Result<CommandLine, ConnectionError> {
+        let mut skipping = false;
+        loop {
+            if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
+                let line_end = self.start + pos + 1;
+                let line = &self.buf[self.start..line_end];
+                self.start = line_end;
+                if skipping || line.len() > MAX_COMMAND_LINE {
+                    return Ok(CommandLine::TooLong);
+                }
+                let mut content = &line[..line.len() - 1];
+                if let Some(stripped) = content.strip_suffix(b"\r") {
+                    content = stripped;
+                }
+                return Ok(CommandLine::Line(content.to_vec()));
+            }
+            if self.end - self.start > MAX_COMMAND_LINE {
+                // Drop what we have of an over-long line and keep skipping to its end.
+                skipping = true;
+                self.start = 0;
+                self.end = 0;
+            }
+            if !self.has_buffered_input() {
+                self.flush().await?;
+            }
+            self.fill(timeout).await?;
+        }
+    }
+
+    /// Check the next complete lines of message data, reading more if none
+    /// are buffered. The returned chunk names the checked bytes to forward
+    /// upstream ([`ClientConnection::chunk_bytes`], valid until the next
+    /// read); the end-of-data line itself is never part of it, and anything
+    /// after it stays buffered (pipelined commands). Nothing is forwarded
+    /// once the checker has found a problem.
+    pub async fn read_data_chunk(
+        &mut self,
+        timeout: Duration,
+        checker: &mut DataChecker,
+    ) -> Result<DataChunk, ConnectionError> {
+        loop {
+            let chunk_start = self.start;
+            let mut done = false;
+            while let Some(pos) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
+                let line_end = self.start + pos + 1;
+                let is_end = checker.line(&self.buf[self.start..line_end]);
+                self.start = line_end;
+                if is_end {
+                    done = true;
+                    break;
+                }
+            }
+            let forward_end = if done { self.start - 3 } else { self.start };
+            if done || forward_end > chunk_start {
+                let from = if checker.forwarding() { chunk_start } else { forward_end };
+                return Ok(DataChunk {
+                    range: from..forward_end,
+                    done,
+                });
+            }
+            if self.end - self.start >= MAX_TEXT_LINE {
+                // A line longer than allowed: account for it and drop it.
+                checker.overlong(&self.buf[self.start..self.end]);
+                self.start = 0;
+                self.end = 0;
+            }
+            self.fill(timeout).await?;
+        }
+    }
+
+    /// The bytes of a chunk returned by the last read.
+    pub fn chunk_bytes(&self, chunk: &DataChunk) -> &[u8] {
+        &self.buf[chunk.range.clone()]
+    }
+
+    /// Read more bytes into the buffer, compacting it first.
+    async fn fill(&mut self, timeout: Duration) -> Result<(), ConnectionError> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < READ_CHUNK / 2 {
+            self.buf.resize(self.buf.len() + READ_CHUNK, 0);
+        }
+        let read = tokio::time::timeout(timeout, self.stream.read(&mut self.buf[self.end..]))
+            .await
+            .map_err(|_| ConnectionError::Timeout)??;
+        if read == 0 {
+            return Err(ConnectionError::Closed);
+        }
+        self.end += read;
+        Ok(())
+    }
+
+    /// The underlying stream.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
+/// Checked message bytes ready to forward, and whether the message ended.
+#[derive(Debug)]
+pub struct DataChunk {
+    range: std::ops::Range<usize>,
+    /// The end-of-data line has been seen.
+    pub done: bool,
+}
+
+/// What was wrong with a message, if anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataProblem {
+    /// A CR or LF not part of CRLF.
+    BareLineEnding,
+    /// A NUL byte.
+    Nul,
+    /// A text line over [`MAX_TEXT_LINE`].
+    LineTooLong,
+    /// Over `max_message_size`.
+    TooBig,
+}
+
+/// Line-by-line checks of message data: line endings, NUL, line length,
+/// size; finds the end-of-data line and collects the header section.
+#[derive(Debug)]
+pub struct DataChecker {
+    max_size: u64,
+    size: u64,
+    previous_ended_with_crlf: bool,
+    problem: Option<DataProblem>,
+    in_headers: bool,
+    header_bytes: usize,
+    headers: Vec<(String, String)>,
+    headers_truncated: bool,
+}
+
+impl DataChecker {
+    /// Checks for one message of at most `max_size` bytes.
+    pub fn new(max_size: u64) -> Self {
+        Self {
+            max_size,
+            size: 0,
+            previous_ended_with_crlf: true,
+            problem: None,
+            in_headers: true,
+            header_bytes: 0,
+            headers: Vec::new(),
+            headers_truncated: false,
+        }
+    }
+
+    /// Check one LF-terminated line; true when it is the end-of-data line
+    /// (".\r\n" right after a CRLF).
+    pub fn line(&mut self, line: &[u8]) -> bool {
+        let crlf = line.len() >= 2 && line[line.len() - 2] == b'\r';
+        if crlf && line.len() == 3 && line[0] == b'.' && self.previous_ended_with_crlf {
+            return true;
+        }
+        self.previous_ended_with_crlf = crlf;
+        let body = &line[..line.len() - if crlf { 2 } else { 1 }];
+        if !crlf || memchr::memchr(b'\r', body).is_some() {
+            self.flag(DataProblem::BareLineEnding);
+        }
+        if memchr::memchr(0, body).is_some() {
+            self.flag(DataProblem::Nul);
+        }
+        if line.len() > MAX_TEXT_LINE {
+            self.flag(DataProblem::LineTooLong);
+        }
+        let unstuffed = body.strip_prefix(b".").unwrap_or(body);
+        self.size += unstuffed.len() as u64 + 2;
+        if self.size > self.max_size {
+            self.flag(DataProblem::TooBig);
+        }
+        if self.in_headers {
+            self.header_line(unstuffed);
+        }
+        false
+    }
+
+    /// Account for an over-long line that will not be kept.
+    pub fn overlong(&mut self, part: &[u8]) {
+        self.size += part.len() as u64;
+        self.previous_ended_with_crlf = false;
+        self.flag(DataProblem::LineTooLong);
+        if self.size > self.max_size {
+            self.flag(DataProblem::TooBig);
+        }
+    }
+
+    fn flag(&mut self, problem: DataProblem) {
+        self.problem.get_or_insert(problem);
+    }
+
+    fn header_line(&mut self, line: &[u8]) {
+        if line.is_empty() {
+            self.in_headers = false;
+            return;
+        }
+        self.header_bytes += line.len() + 2;
+        if self.header_bytes > MAX_KEPT_HEADERS {
+            self.headers_truncated = true;
+            return;
+        }
+        let text = String::from_utf8_lossy(line);
+        if line[0] == b' ' || line[0] == b'\t' {
+            if let Some((_, value)) = self.headers.last_mut() {
+                value.push(' ');
+                value.push_str(text.trim());
+            }
+        } else if let Some((name, value)) = text.split_once(':') {
+            self.headers.push((name.to_string(), value.trim().to_string()));
+        } else {
+            // Not a header field: the body started without a blank line.
+            self.in_headers = false;
+        }
+    }
+
+    /// True while the message is still clean, i.e. its lines may go upstream.
+    pub fn forwarding(&self) -> bool {
+        self.problem.is_none()
+    }
+
+    /// The first problem found.
+    pub fn problem(&self) -> Option<DataProblem> {
+        self.problem
+    }
+
+    /// Size so far (unstuffed, CRLF counted).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The header fields collected, and whether they were cut.
+    pub fn into_headers(self) -> (Vec<(String, String)>, bool) {
+        (self.headers, self.headers_truncated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feed a whole DATA stream through the checker as the connection would.
+    fn check(data: &[u8], max: u64) -> (bool, Option<DataProblem>, u64) {
+        let mut checker = DataChecker::new(max);
+        let mut rest = data;
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
+            if checker.line(&rest[..=pos]) {
+                return (true, checker.problem(), checker.size());
+            }
+            rest = &rest[pos + 1..];
+        }
+        (false, checker.problem(), checker.size())
+    }
+
+    #[test]
+    fn clean_messages() {
+        assert_eq!(check(b"Subject: x\r\n\r\nbody\r\n.\r\n", 1000), (true, None, 20));
+        assert_eq!(check(b".\r\n", 1000), (true, None, 0));
+        assert_eq!(check(b"..leading dot\r\n.\r\n", 1000), (true, None, 14));
+    }
+
+    #[test]
+    fn smuggling_variants_never_end_the_message_and_are_flagged() {
+        let variants: [&[u8]; 6] = [
+            b"a\n.\nMAIL FROM:<x@y>\r\n",
+            b"a\n.\r\nMAIL FROM:<x@y>\r\n",
+            b"a\r\n.\nMAIL FROM:<x@y>\r\n",
+            b"a\r.\r\nMAIL FROM:<x@y>\r\n",
+            b"a\r\n.\r\r\nMAIL FROM:<x@y>\r\n",
+            b"a\r\n\r.\r\nMAIL FROM:<x@y>\r\n",
+        ];
+        for data in variants {
+            let (ended, problem, _) = check(data, 1000);
+            assert!(!ended, "{:?} ended the message", String::from_utf8_lossy(data));
+            assert_eq!(problem, Some(DataProblem::BareLineEnding), "{:?}", String::from_utf8_lossy(data));
+        }
+        // After a bare LF the real end still needs CRLF.CRLF.
+        assert_eq!(check(b"a\nb\r\n.\r\n", 1000), (true, Some(DataProblem::BareLineEnding), 6));
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(check(b"a\0b\r\n.\r\n", 1000).1, Some(DataProblem::Nul));
+        assert_eq!(check(b"0123456789\r\n.\r\n", 5).1, Some(DataProblem::TooBig));
+        let long = [b"x".repeat(MAX_TEXT_LINE - 1), b"\r\n.\r\n".to_vec()].concat();
+        assert_eq!(check(&long, 1 << 20).1, Some(DataProblem::LineTooLong));
+        let ok = [b"x".repeat(MAX_TEXT_LINE - 2), b"\r\n.\r\n".to_vec()].concat();
+        assert_eq!(check(&ok, 1 << 20).1, None);
+    }
+
+    #[test]
+    fn headers_are_collected_and_unfolded() {
+        let mut checker = DataChecker::new(1 << 20);
+        for line in [&b"Subject: hello\r\n"[..], b"\tworld\r\n", b"From: a@b\r\n", b"\r\n", b"X: not a header\r\n"] {
+            checker.line(line);
+        }
+        let (headers, truncated) = checker.into_headers();
+        assert_eq!(headers, vec![("Subject".into(), "hello world".into()), ("From".into(), "a@b".into())]);
+        assert!(!truncated);
+    }
+
+    #[tokio::test]
+    async fn commands_and_long_lines() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut conn = ClientConnection::new(server);
+        let mut client = client;
+        let long = vec![b'x'; MAX_COMMAND_LINE + 10];
+        client.write_all(b"HELO a\r\nNOOP\n").await.unwrap();
+        client.write_all(&long).await.unwrap();
+        client.write_all(b"\r\nQUIT\r\n").await.unwrap();
+        let t = Duration::from_secs(5);
+        assert_eq!(conn.read_command(t).await.unwrap(), CommandLine::Line(b"HELO a".to_vec()));
+        assert!(conn.has_buffered_line());
+        assert_eq!(conn.read_command(t).await.unwrap(), CommandLine::Line(b"NOOP".to_vec()));
+        assert_eq!(conn.read_command(t).await.unwrap(), CommandLine::TooLong);
+        assert_eq!(conn.read_command(t).await.unwrap(), CommandLine::Line(b"QUIT".to_vec()));
+        drop(client);
+        assert!(matches!(conn.read_command(t).await, Err(ConnectionError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn data_is_forwarded_up_to_the_end_marker_and_the_rest_stays_buffered() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut conn = ClientConnection::new(server);
+        client.write_all(b"Subject: x\r\n\r\n..dot\r\n.\r\nQUIT\r\n").await.unwrap();
+        let mut checker = DataChecker::new(1 << 20);
+        let mut forwarded = Vec::new();
+        loop {
+            let chunk = conn.read_data_chunk(Duration::from_secs(5), &mut checker).await.unwrap();
+            forwarded.extend_from_slice(conn.chunk_bytes(&chunk));
+            if chunk.done {
+                break;
+            }
+        }
+        assert_eq!(forwarded, b"Subject: x\r\n\r\n..dot\r\n");
+        assert_eq!(checker.problem(), None);
+        assert_eq!(
+            conn.read_command(Duration::from_secs(5)).await.unwrap(),
+            CommandLine::Line(b"QUIT".to_vec())
+        );
+    }
+}

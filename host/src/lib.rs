@@ -1,0 +1,28 @@
+//! relaygate: an SMTP filtering proxy whose relay and authentication rules
+//! are WebAssembly components.
+//!
+//! # Layout
+//! One message, end to end, passes these modules in this order:
+//! - [`server`]: accept loop, connection permits, graceful shutdown.
+//! - [`connection`]: buffered client I/O, command and DATA framing with
+//!   limits and timeouts, SMTP-smuggling checks.
+//! - [`smtp`]: the vocabulary: command parsing, path syntax, replies.
+//! - [`session`]: the sans-IO SMTP state machine: (state, event) -> action.
+//! - [`proxy`]: the driver that performs a session's actions.
+//! - [`policy`]: the wasmtime host: loading, limits, hook calls, imports.
+//! - [`dns`]: lookups offered to policies.
+//! - [`upstream`]: the SMTP client towards the existing mail server.
+//!
+//! [`config`] turns the TOML file into one validated [`config::Config`];
+//! [`app`] assembles a running proxy from it.
+
+pub mod app;
+pub mod config;
+pub mod connection;
+pub mod dns;
+pub mod policy;
+pub mod proxy;
+pub mod server;
+pub mod session;
+pub mod smtp;
+pub mod upstream;

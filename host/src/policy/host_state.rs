@@ -1,0 +1,212 @@
+//! The per-instance host state (`Store` data) and the host side of every WIT
+//! import: config, log, DNS and server facts. A policy reaches nothing else.
+
+use super::bindings::relaygate::policy::{config, dns, log, server, types};
+use crate::config::{PolicyConfig, PolicyValue};
+use crate::dns::{Dns, DnsError};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::ResourceLimiter;
+
+/// What every instance of one loaded policy shares.
+pub struct PolicyServices {
+    /// `[policy.config]`.
+    pub config: PolicyConfig,
+    /// The resolver; none in offline runs, where lookups fail.
+    pub dns: Option<Dns>,
+    /// The machine's own networks as CIDR text.
+    pub own_networks: Vec<String>,
+    /// `[proxy] hostname`.
+    pub hostname: String,
+}
+
+/// The data of one instance's `Store`.
+pub struct HostState {
+    pub(super) services: Arc<PolicyServices>,
+    pub(super) policy_name: Arc<str>,
+    pub(super) session_id: u64,
+    pub(super) memory_limit: usize,
+    pub(super) memory_exhausted: bool,
+    pub(super) budget: Duration,
+    pub(super) call_started: Instant,
+    pub(super) host_time: Duration,
+}
+
+impl HostState {
+    pub(super) fn new(
+        services: Arc<PolicyServices>,
+        policy_name: Arc<str>,
+        session_id: u64,
+        memory_limit: usize,
+        budget: Duration,
+    ) -> Self {
+        Self {
+            services,
+            policy_name,
+            session_id,
+            memory_limit,
+            memory_exhausted: false,
+            budget,
+            call_started: Instant::now(),
+            host_time: Duration::ZERO,
+        }
+    }
+
+    /// Reset the CPU budget at the start of a hook call.
+    pub(super) fn begin_call(&mut self) {
+        self.call_started = Instant::now();
+        self.host_time = Duration::ZERO;
+    }
+
+    /// Guest time used by the current call: wall time minus time spent
+    /// waiting in host calls (DNS), which the guest cannot control.
+    pub(super) fn guest_time(&self) -> Duration {
+        self.call_started.elapsed().saturating_sub(self.host_time)
+    }
+
+    fn resolver(&self) -> Result<Dns, dns::DnsError> {
+        self.services
+            .dns
+            .clone()
+            .ok_or_else(|| dns::DnsError::Failed("DNS is not available here".to_string()))
+    }
+
+    /// Count a lookup's wait as host time and convert its error.
+    fn finish_lookup<T>(&mut self, started: Instant, result: Result<T, DnsError>) -> Result<T, dns::DnsError> {
+        self.host_time += started.elapsed();
+        result.map_err(|e| match e {
+            DnsError::Timeout => dns::DnsError::Timeout,
+            DnsError::Failed(why) => dns::DnsError::Failed(why),
+        })
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.memory_limit;
+        if !allowed {
+            self.memory_exhausted = true;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl types::Host for HostState {}
+
+impl config::Host for HostState {
+    async fn get(&mut self, key: String) -> Option<config::Value> {
+        self.services.config.get(&key).map(|value| match value {
+            PolicyValue::Text(s) => config::Value::Text(s.clone()),
+            PolicyValue::Integer(i) => config::Value::Integer(*i),
+            PolicyValue::Float(f) => config::Value::Float(*f),
+            PolicyValue::Boolean(b) => config::Value::Boolean(*b),
+            PolicyValue::TextList(items) => config::Value::TextList(items.clone()),
+        })
+    }
+
+    async fn keys(&mut self) -> Vec<String> {
+        self.services.config.keys().map(str::to_string).collect()
+    }
+}
+
+/// Longest guest log line kept.
+const MAX_LOG_LINE: usize = 1000;
+
+impl log::Host for HostState {
+    async fn write(&mut self, level: log::Level, message: String) {
+        let mut line: String = message
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if line.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push_str("...");
+        }
+        let policy = &*self.policy_name;
+        let session = self.session_id;
+        match level {
+            log::Level::Trace => tracing::trace!(target: "policy", policy, session, "{line}"),
+            log::Level::Debug => tracing::debug!(target: "policy", policy, session, "{line}"),
+            log::Level::Info => tracing::info!(target: "policy", policy, session, "{line}"),
+            log::Level::Warn => tracing::warn!(target: "policy", policy, session, "{line}"),
+            log::Level::Error => tracing::error!(target: "policy", policy, session, "{line}"),
+        }
+    }
+}
+
+fn parse_ip(text: &str) -> Result<IpAddr, dns::DnsError> {
+    text.parse()
+        .map_err(|_| dns::DnsError::Failed(format!("{text:?} is not an IP address")))
+}
+
+impl dns::Host for HostState {
+    async fn reverse(&mut self, ip: String) -> Result<Vec<String>, dns::DnsError> {
+        let (ip, resolver) = (parse_ip(&ip)?, self.resolver()?);
+        let started = Instant::now();
+        let result = resolver.reverse(ip).await;
+        self.finish_lookup(started, result)
+    }
+
+    async fn forward(&mut self, name: String) -> Result<Vec<String>, dns::DnsError> {
+        let resolver = self.resolver()?;
+        let started = Instant::now();
+        let result = resolver.forward(&name).await;
+        self.finish_lookup(started, result)
+            .map(|ips| ips.into_iter().map(|ip| ip.to_string()).collect())
+    }
+
+    async fn confirmed_name(&mut self, ip: String) -> Result<Option<String>, dns::DnsError> {
+        let (ip, resolver) = (parse_ip(&ip)?, self.resolver()?);
+        let started = Instant::now();
+        let result = resolver.confirmed_name(ip).await;
+        self.finish_lookup(started, result)
+    }
+}
+
+impl server::Host for HostState {
+    async fn own_networks(&mut self) -> Vec<String> {
+        self.services.own_networks.clone()
+    }
+
+    async fn hostname(&mut self) -> String {
+        self.services.hostname.clone()
+    }
+}
+
+/// The machine's own addresses as host networks, plus the loopback ranges.
+pub fn own_networks() -> Vec<String> {
+    let mut networks = vec!["127.0.0.0/8".to_string(), "::1/128".to_string()];
+    if let Ok(interfaces) = if_addrs::get_if_addrs() {
+        for interface in interfaces {
+            let ip = interface.ip();
+            if ip.is_loopback() {
+                continue;
+            }
+            let prefix = if ip.is_ipv4() { 32 } else { 128 };
+            let network = format!("{ip}/{prefix}");
+            if !networks.contains(&network) {
+                networks.push(network);
+            }
+        }
+    }
+    networks
+}

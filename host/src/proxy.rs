@@ -1,0 +1,257 @@
+//! Runs one client connection: reads commands from the [`ClientConnection`],
+//! feeds the sans-IO [`Session`], and performs the actions it asks for
+//! (policy calls, upstream steps, replies).
+
+use crate::connection::{ClientConnection, CommandLine, ConnectionError, DataChecker};
+use crate::dns::Dns;
+use crate::policy::{LoadedPolicy, MessageSummary, PolicyContext, PolicyInstance};
+use crate::session::{Action, Capabilities, DataOutcome, Session, SessionLimits, UpstreamProblem, UpstreamStep};
+use crate::smtp::reply::catalogue;
+use crate::smtp::{Reply, parse_command};
+use crate::upstream::{ClientIdentity, Upstream, UpstreamError, UpstreamSettings};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// What every session of a running proxy shares.
+pub struct SharedState {
+    /// Our host name.
+    pub hostname: String,
+    /// Session limits.
+    pub limits: SessionLimits,
+    /// Command timeout.
+    pub command_timeout: Duration,
+    /// Data timeout.
+    pub data_timeout: Duration,
+    /// The policy new sessions are pinned to.
+    pub policy: arc_swap::ArcSwap<LoadedPolicy>,
+    /// The resolver for client names.
+    pub dns: Option<Dns>,
+    /// How to reach the upstream.
+    pub upstream: UpstreamSettings,
+    /// Session id counter.
+    pub next_session: AtomicU64,
+}
+
+/// Serve one client until it quits, times out or the proxy shuts down.
+pub async fn serve_client<S>(
+    stream: S,
+    client: SocketAddr,
+    server: SocketAddr,
+    state: Arc<SharedState>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let id = state.next_session.fetch_add(1, Ordering::Relaxed);
+    let policy = state.policy.load_full();
+    let span = tracing::info_span!("session", id, client = %client, policy = %short_digest(policy.digest()));
+    async move {
+        let client_name = match state.dns.clone().filter(|_| policy.info().needs_client_name) {
+            Some(dns) => lookup_client_name(dns, client).await,
+            None => None,
+        };
+        let context = PolicyContext {
+            id,
+            client,
+            client_name,
+            server,
+            helo: None,
+            esmtp: false,
+            tls: false,
+            auth_user: None,
+            sender: None,
+            recipients: Vec::new(),
+        };
+        let capabilities = Capabilities {
+            smtputf8: state.upstream.smtputf8.load(Ordering::Relaxed),
+        };
+        let session = Session::new(state.hostname.clone(), state.limits.clone(), capabilities, context);
+        let mut driver = Driver {
+            conn: ClientConnection::new(stream),
+            session,
+            policy: PolicyInstance::new(policy, id),
+            upstream: None,
+            state: state.clone(),
+            shutdown,
+        };
+        tracing::debug!("connected");
+        driver.run().await;
+        if let Some(upstream) = driver.upstream.take() {
+            upstream.quit().await;
+        }
+        tracing::debug!("disconnected");
+    }
+    .instrument(span)
+    .await
+}
+
+/// The client's confirmed reverse name; lookup failures mean no name.
+async fn lookup_client_name(dns: Dns, client: SocketAddr) -> Option<String> {
+    dns.confirmed_name(client.ip()).await.unwrap_or_else(|e| {
+        tracing::debug!("reverse lookup failed: {e}");
+        None
+    })
+}
+
+fn short_digest(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+struct Driver<S> {
+    conn: ClientConnection<S>,
+    session: Session,
+    policy: PolicyInstance,
+    upstream: Option<Upstream>,
+    state: Arc<SharedState>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
+    async fn run(&mut self) {
+        let mut action = self.session.start();
+        loop {
+            action = match action {
+                Action::Ask(request) => {
+                    let hook = request.hook();
+                    let answer = self.policy.ask(self.session.context(), request).await;
+                    tracing::debug!(hook, verdict = answer.decision.label(), elapsed_us = answer.elapsed.as_micros() as u64, "policy");
+                    self.session.policy_answered(answer.decision, answer.offer)
+                }
+                Action::Upstream(step) => {
+                    let result = self.upstream_step(&step).await;
+                    if let (UpstreamStep::EndData, Ok(reply)) = (&step, &result) {
+                        tracing::info!(sender = ?self.session.context().sender, recipients = ?self.session.context().recipients, upstream = %reply, "message");
+                    }
+                    self.session.upstream_answered(result)
+                }
+                Action::Reply(reply) => {
+                    self.conn.queue(&reply.to_bytes());
+                    match self.next_command().await {
+                        Some(next) => next,
+                        None => return,
+                    }
+                }
+                Action::Close(reply) => {
+                    self.conn.queue(&reply.to_bytes());
+                    let _ = self.conn.flush().await;
+                    return;
+                }
+                Action::ReceiveData(reply) => {
+                    self.conn.queue(&reply.to_bytes());
+                    if self.conn.flush().await.is_err() {
+                        return;
+                    }
+                    match self.receive_data().await {
+                        Ok(outcome) => self.session.data_received(outcome),
+                        Err(ConnectionError::Timeout) => {
+                            self.upstream = None;
+                            self.session.close_with(catalogue::timeout(&self.state.hostname))
+                        }
+                        Err(_) => {
+                            // The client vanished mid-message: drop the upstream
+                            // connection so the partial message is discarded.
+                            self.upstream = None;
+                            return;
+                        }
+                    }
+                }
+                Action::AbortUpstream(reply) => {
+                    self.upstream = None;
+                    Action::Reply(reply)
+                }
+            };
+        }
+    }
+
+    /// Read and parse the next command; None when the client is gone.
+    async fn next_command(&mut self) -> Option<Action> {
+        if *self.shutdown.borrow() {
+            return Some(self.session.close_with(catalogue::shutting_down(&self.state.hostname)));
+        }
+        let timeout = self.state.command_timeout;
+        let read = tokio::select! {
+            read = self.conn.read_command(timeout) => read,
+            _ = self.shutdown.changed() => {
+                return Some(self.session.close_with(catalogue::shutting_down(&self.state.hostname)));
+            }
+        };
+        match read {
+            Ok(CommandLine::Line(line)) => Some(self.session.command(parse_command(&line))),
+            Ok(CommandLine::TooLong) => Some(self.session.line_too_long()),
+            Err(ConnectionError::Timeout) => {
+                Some(self.session.close_with(catalogue::timeout(&self.state.hostname)))
+            }
+            Err(_) => None,
+        }
+    }
+
+    async fn receive_data(&mut self) -> Result<DataOutcome, ConnectionError> {
+        let mut checker = DataChecker::new(self.state.limits.max_message_size);
+        loop {
+            let chunk = self.conn.read_data_chunk(self.state.data_timeout, &mut checker).await?;
+            if let Some(upstream) = self.upstream.as_mut() {
+                upstream.write_data(self.conn.chunk_bytes(&chunk)).await;
+            }
+            if chunk.done {
+                break;
+            }
+        }
+        if let Some(problem) = checker.problem() {
+            return Ok(DataOutcome::Refused(problem));
+        }
+        if self.upstream.as_ref().is_none_or(Upstream::data_failed) {
+            return Ok(DataOutcome::UpstreamFailed);
+        }
+        let size = checker.size();
+        let (headers, headers_truncated) = checker.into_headers();
+        Ok(DataOutcome::Complete(MessageSummary {
+            size,
+            headers,
+            headers_truncated,
+        }))
+    }
+
+    async fn upstream_step(&mut self, step: &UpstreamStep) -> Result<Reply, UpstreamProblem> {
+        let result = self.try_upstream_step(step).await;
+        result.map_err(|error| {
+            tracing::warn!("upstream: {error}");
+            self.upstream = None;
+            match error {
+                UpstreamError::Protocol(_) => UpstreamProblem::Protocol,
+                _ => UpstreamProblem::Unavailable,
+            }
+        })
+    }
+
+    async fn try_upstream_step(&mut self, step: &UpstreamStep) -> Result<Reply, UpstreamError> {
+        if self.upstream.is_none() {
+            if !matches!(step, UpstreamStep::Mail { .. }) {
+                // Only MAIL may open a connection: anything later belongs to
+                // a transaction the upstream no longer has.
+                return Err(UpstreamError::Closed(None));
+            }
+            let context = self.session.context();
+            let identity = ClientIdentity {
+                addr: Some(context.client.ip()),
+                port: Some(context.client.port()),
+                name: context.client_name.clone(),
+                helo: context.helo.clone(),
+                esmtp: context.esmtp,
+                login: context.auth_user.clone(),
+            };
+            self.upstream = Some(Upstream::open(&self.state.upstream, &identity).await?);
+        }
+        let upstream = self.upstream.as_mut().expect("opened above");
+        match step {
+            UpstreamStep::Mail { path, params } => upstream.mail(path, params).await,
+            UpstreamStep::Rcpt { path } => upstream.rcpt(path).await,
+            UpstreamStep::Data => upstream.data().await,
+            UpstreamStep::EndData => upstream.end_data().await,
+        }
+    }
+}

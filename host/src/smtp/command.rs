@@ -1,0 +1,290 @@
+//! Parsing one SMTP command line into a typed [`Command`].
+
+use super::address::{AddressError, PathKind, parse_path};
+
+/// An ESMTP parameter of MAIL FROM / RCPT TO (`KEYWORD[=value]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    /// Keyword, upper-cased.
+    pub name: String,
+    /// Value as sent, if any.
+    pub value: Option<String>,
+}
+
+/// A parsed SMTP command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// HELO with the client's name.
+    Helo(String),
+    /// EHLO with the client's name.
+    Ehlo(String),
+    /// MAIL FROM with the reverse path ("" for `<>`) and parameters.
+    Mail {
+        /// Reverse path without angle brackets.
+        path: String,
+        /// ESMTP parameters.
+        params: Vec<Param>,
+    },
+    /// RCPT TO with the forward path and parameters.
+    Rcpt {
+        /// Forward path without angle brackets, source route kept.
+        path: String,
+        /// ESMTP parameters.
+        params: Vec<Param>,
+    },
+    /// DATA.
+    Data,
+    /// RSET.
+    Rset,
+    /// NOOP (argument ignored).
+    Noop,
+    /// QUIT.
+    Quit,
+    /// VRFY (argument ignored: nothing is disclosed).
+    Vrfy,
+    /// EXPN (argument ignored: nothing is disclosed).
+    Expn,
+    /// HELP (argument ignored).
+    Help,
+    /// STARTTLS.
+    StartTls,
+    /// AUTH with mechanism and optional initial response.
+    Auth {
+        /// Mechanism, upper-cased.
+        mechanism: String,
+        /// Initial response (base64 or "=").
+        initial: Option<String>,
+    },
+    /// BDAT (CHUNKING); recognised so it can be refused cleanly.
+    Bdat,
+}
+
+/// Why a command line was refused; each maps to one reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The verb is not one relaygate knows.
+    #[error("unknown command")]
+    Unknown,
+    /// NUL, bare CR/LF, other control bytes, or invalid UTF-8.
+    #[error("invalid characters")]
+    BadCharacters,
+    /// The arguments do not fit the command; carries the usage text.
+    #[error("syntax error: {0}")]
+    Syntax(&'static str),
+    /// The path is malformed.
+    #[error("bad address: {0}")]
+    Address(AddressError),
+}
+
+const MAIL_USAGE: &str = "MAIL FROM:<address>";
+const RCPT_USAGE: &str = "RCPT TO:<address>";
+
+/// Parse a command line without its CRLF.
+pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
+    if line.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n' || (b < 32 && b != b'\t') || b == 127) {
+        return Err(CommandError::BadCharacters);
+    }
+    let line = std::str::from_utf8(line).map_err(|_| CommandError::BadCharacters)?;
+    let (verb, args) = match line.split_once(' ') {
+        Some((verb, args)) => (verb, args.trim_matches(' ')),
+        None => (line, ""),
+    };
+    match verb.to_ascii_uppercase().as_str() {
+        "HELO" => domain_arg(args, "HELO hostname").map(Command::Helo),
+        "EHLO" => domain_arg(args, "EHLO hostname").map(Command::Ehlo),
+        "MAIL" => path_command(args, "FROM:", PathKind::Reverse, MAIL_USAGE)
+            .map(|(path, params)| Command::Mail { path, params }),
+        "RCPT" => path_command(args, "TO:", PathKind::Forward, RCPT_USAGE)
+            .map(|(path, params)| Command::Rcpt { path, params }),
+        "DATA" => no_args(args, "DATA", Command::Data),
+        "RSET" => no_args(args, "RSET", Command::Rset),
+        "QUIT" => no_args(args, "QUIT", Command::Quit),
+        "STARTTLS" => no_args(args, "STARTTLS", Command::StartTls),
+        "NOOP" => Ok(Command::Noop),
+        "VRFY" => Ok(Command::Vrfy),
+        "EXPN" => Ok(Command::Expn),
+        "HELP" => Ok(Command::Help),
+        "BDAT" => Ok(Command::Bdat),
+        "AUTH" => auth(args),
+        _ => Err(CommandError::Unknown),
+    }
+}
+
+fn no_args(args: &str, usage: &'static str, command: Command) -> Result<Command, CommandError> {
+    if args.is_empty() {
+        Ok(command)
+    } else {
+        Err(CommandError::Syntax(usage))
+    }
+}
+
+/// HELO/EHLO take one word (a domain or address literal; checked loosely, as
+/// real clients send all sorts of names and the policy judges them).
+fn domain_arg(args: &str, usage: &'static str) -> Result<String, CommandError> {
+    let mut words = args.split_ascii_whitespace();
+    match (words.next(), words.next()) {
+        (Some(name), None) if name.len() <= 255 => Ok(name.to_string()),
+        _ => Err(CommandError::Syntax(usage)),
+    }
+}
+
+fn auth(args: &str) -> Result<Command, CommandError> {
+    let mut words = args.split_ascii_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some(mechanism), initial, None) => Ok(Command::Auth {
+            mechanism: mechanism.to_ascii_uppercase(),
+            initial: initial.map(str::to_string),
+        }),
+        _ => Err(CommandError::Syntax("AUTH mechanism [initial-response]")),
+    }
+}
+
+/// `FROM:<path> params` / `TO:<path> params`; a space after the colon is
+/// tolerated, as in most MTAs.
+fn path_command(
+    args: &str,
+    keyword: &str,
+    kind: PathKind,
+    usage: &'static str,
+) -> Result<(String, Vec<Param>), CommandError> {
+    let head = args.get(..keyword.len()).ok_or(CommandError::Syntax(usage))?;
+    if !head.eq_ignore_ascii_case(keyword) {
+        return Err(CommandError::Syntax(usage));
+    }
+    let rest = args[keyword.len()..].trim_start_matches(' ');
+    let (path_text, params_text) = split_path(rest);
+    let utf8 = params_text
+        .split(' ')
+        .any(|p| p.eq_ignore_ascii_case("SMTPUTF8"));
+    let path = parse_path(path_text, kind, utf8).map_err(CommandError::Address)?;
+    let params = parse_params(params_text).ok_or(CommandError::Syntax(usage))?;
+    Ok((path, params))
+}
+
+/// Split at the end of the path: the closing `>` (outside a quoted local
+/// part) or, for a bare mailbox, the first space.
+fn split_path(text: &str) -> (&str, &str) {
+    if text.starts_with('<') {
+        let mut quoted = false;
+        let mut escaped = false;
+        for (i, c) in text.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                '>' if !quoted => return (&text[..=i], text[i + 1..].trim_matches(' ')),
+                _ => {}
+            }
+        }
+        return (text, "");
+    }
+    match text.split_once(' ') {
+        Some((path, params)) => (path, params.trim_matches(' ')),
+        None => (text, ""),
+    }
+}
+
+/// `KEYWORD[=value]` separated by spaces; keywords are `ALPHA / DIGIT / "-"`.
+fn parse_params(text: &str) -> Option<Vec<Param>> {
+    text.split(' ')
+        .filter(|word| !word.is_empty())
+        .map(|word| {
+            let (name, value) = match word.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_string())),
+                None => (word, None),
+            };
+            let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let value_ok = value
+                .as_deref()
+                .is_none_or(|v| !v.is_empty() && v.bytes().all(|b| (33..=126).contains(&b) && b != b'=') || !v.is_ascii());
+            (name_ok && value_ok).then(|| Param {
+                name: name.to_ascii_uppercase(),
+                value,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param(name: &str, value: Option<&str>) -> Param {
+        Param {
+            name: name.into(),
+            value: value.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn commands() {
+        let cases: Vec<(&str, Command)> = vec![
+            ("HELO client.example", Command::Helo("client.example".into())),
+            ("ehlo [192.0.2.1]", Command::Ehlo("[192.0.2.1]".into())),
+            (
+                "MAIL FROM:<a@example.com> SIZE=1000 BODY=8BITMIME",
+                Command::Mail {
+                    path: "a@example.com".into(),
+                    params: vec![param("SIZE", Some("1000")), param("BODY", Some("8BITMIME"))],
+                },
+            ),
+            ("mail from: <>", Command::Mail { path: "".into(), params: vec![] }),
+            ("MAIL FROM:a@example.com", Command::Mail { path: "a@example.com".into(), params: vec![] }),
+            (
+                "RCPT TO:<\"x> y\"@example.com> notify=never",
+                Command::Rcpt {
+                    path: "\"x> y\"@example.com".into(),
+                    params: vec![param("NOTIFY", Some("never"))],
+                },
+            ),
+            ("RCPT TO:<postmaster>", Command::Rcpt { path: "postmaster".into(), params: vec![] }),
+            ("DATA", Command::Data),
+            ("rset", Command::Rset),
+            ("NOOP anything", Command::Noop),
+            ("QUIT", Command::Quit),
+            ("VRFY root", Command::Vrfy),
+            ("EXPN staff", Command::Expn),
+            ("HELP", Command::Help),
+            ("STARTTLS", Command::StartTls),
+            ("AUTH plain AGFAYg==", Command::Auth { mechanism: "PLAIN".into(), initial: Some("AGFAYg==".into()) }),
+            ("AUTH LOGIN", Command::Auth { mechanism: "LOGIN".into(), initial: None }),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_command(line.as_bytes()), Ok(want), "{line}");
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let cases: Vec<(&[u8], CommandError)> = vec![
+            (b"FOO bar", CommandError::Unknown),
+            (b"", CommandError::Unknown),
+            (b"HELO", CommandError::Syntax("HELO hostname")),
+            (b"HELO a b", CommandError::Syntax("HELO hostname")),
+            (b"MAIL <a@example.com>", CommandError::Syntax(MAIL_USAGE)),
+            (b"MAIL FROM:<a@example.com> SIZE=", CommandError::Syntax(MAIL_USAGE)),
+            (b"RCPT TO:<>", CommandError::Address(AddressError::Null)),
+            (b"RCPT TO:<a@b@example.com>", CommandError::Address(AddressError::Domain)),
+            (b"DATA now", CommandError::Syntax("DATA")),
+            (b"HELO a\0b", CommandError::BadCharacters),
+            (b"HELO a\rb", CommandError::BadCharacters),
+            (b"HELO a\nb", CommandError::BadCharacters),
+            (b"HELO \xff", CommandError::BadCharacters),
+            (b"MAIL FROM:<j\xc3\xbcrgen@example.com>", CommandError::Address(AddressError::NeedsSmtpUtf8)),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_command(line), Err(want), "{}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn smtputf8_parameter_allows_utf8_paths() {
+        assert_eq!(
+            parse_command("MAIL FROM:<jürgen@example.com> SMTPUTF8".as_bytes()),
+            Ok(Command::Mail {
+                path: "jürgen@example.com".into(),
+                params: vec![param("SMTPUTF8", None)],
+            })
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! The next hop: an SMTP client towards the existing mail server.
+//!
+//! Opened when a session's first transaction needs it; introduces the real
+//! client with XCLIENT when the upstream offers it; replays accepted MAIL,
+//! RCPT and DATA and returns the upstream's own replies.
+
+mod reply_reader;
+mod xclient;
+
+use crate::smtp::{Param, Reply};
+use reply_reader::ReplyReader;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+pub use xclient::ClientIdentity;
+
+/// Why the upstream could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connecting failed.
+    #[error("cannot connect to upstream {addr}: {source}")]
+    Connect {
+        /// The configured address.
+        addr: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The upstream did not answer in time.
+    #[error("upstream timed out")]
+    Timeout,
+    /// The connection broke.
+    #[error("upstream connection lost: {0}")]
+    Io(#[from] io::Error),
+    /// The upstream closed the connection or answered 421.
+    #[error("upstream closed the connection{}", .0.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Closed(Option<Reply>),
+    /// The upstream greeted or answered EHLO with a refusal.
+    #[error("upstream refused the session: {0}")]
+    Refused(Reply),
+    /// The upstream answered something that is not an SMTP reply.
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+}
+
+/// Where the upstream is and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// `host:port`.
+    pub addr: String,
+    /// Our name in EHLO.
+    pub hostname: String,
+    /// Timeout for each reply.
+    pub timeout: Duration,
+    /// Learned capabilities shared with new sessions (SMTPUTF8 offered).
+    pub smtputf8: Arc<AtomicBool>,
+}
+
+/// What the upstream said it supports in its EHLO reply.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamCapabilities {
+    size: bool,
+    eightbitmime: bool,
+    smtputf8: bool,
+    pipelining: bool,
+    xclient: Vec<String>,
+}
+
+impl UpstreamCapabilities {
+    fn from_ehlo(reply: &Reply) -> Self {
+        let mut caps = Self::default();
+        for line in reply.lines().iter().skip(1) {
+            let mut words = line.split_ascii_whitespace();
+            let keyword = words.next().unwrap_or("").to_ascii_uppercase();
+            match keyword.as_str() {
+                "SIZE" => caps.size = true,
+                "8BITMIME" => caps.eightbitmime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
+                "PIPELINING" => caps.pipelining = true,
+                "XCLIENT" => caps.xclient = words.map(|w| w.to_ascii_uppercase()).collect(),
+                _ => {}
+            }
+        }
+        caps
+    }
+}
+
+/// An open connection to the upstream, between transactions or inside one.
+pub struct Upstream {
+    reader: ReplyReader<OwnedReadHalf>,
+    writer: BufWriter<OwnedWriteHalf>,
+    capabilities: UpstreamCapabilities,
+    timeout: Duration,
+    in_transaction: bool,
+    data_failed: Option<io::ErrorKind>,
+}
+
+impl Upstream {
+    /// Connect, read the greeting, EHLO, and introduce the client with
+    /// XCLIENT when offered.
+    pub async fn open(settings: &UpstreamSettings, client: &ClientIdentity) -> Result<Self, UpstreamError> {
+        let mut upstream = Self::connect(settings).await?;
+        if !upstream.capabilities.xclient.is_empty() {
+            let line = xclient::command(&upstream.capabilities.xclient, client);
+            let reply = upstream.command(&line).await?;
+            if reply.code() == 220 {
+                // The upstream now treats us as the client: greet with its name.
+                let helo = client.helo.as_deref().unwrap_or(&settings.hostname);
+                upstream.ehlo(helo).await?;
+            } else {
+                tracing::warn!(upstream = %settings.addr, reply = %reply, "upstream refused XCLIENT; it sees the proxy as the client");
+            }
+        }
+        Ok(upstream)
+    }
+
+    /// Learn the upstream's capabilities with a short probe session.
+    pub async fn probe(settings: &UpstreamSettings) -> Result<(), UpstreamError> {
+        Self::connect(settings).await?.quit().await;
+        Ok(())
+    }
+
+    /// Connect, read the greeting and EHLO; record what the upstream offers.
+    async fn connect(settings: &UpstreamSettings) -> Result<Self, UpstreamError> {
+        let stream = tokio::time::timeout(settings.timeout, TcpStream::connect(&settings.addr))
+            .await
+            .map_err(|_| UpstreamError::Timeout)?
+            .map_err(|source| UpstreamError::Connect { addr: settings.addr.clone(), source })?;
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        let mut upstream = Self {
+            reader: ReplyReader::new(read),
+            writer: BufWriter::with_capacity(64 * 1024, write),
+            capabilities: UpstreamCapabilities::default(),
+            timeout: settings.timeout,
+            in_transaction: false,
+            data_failed: None,
+        };
+        upstream.greeting_and_ehlo(&settings.hostname).await?;
+        settings.smtputf8.store(upstream.capabilities.smtputf8, Ordering::Relaxed);
+        Ok(upstream)
+    }
+
+    async fn greeting_and_ehlo(&mut self, hostname: &str) -> Result<(), UpstreamError> {
+        let greeting = self.read_reply().await?;
+        if greeting.code() != 220 {
+            return Err(UpstreamError::Refused(greeting));
+        }
+        self.ehlo(hostname).await
+    }
+
+    async fn ehlo(&mut self, hostname: &str) -> Result<(), UpstreamError> {
+        let reply = self.command(&format!("EHLO {hostname}")).await?;
+        if !reply.is_positive() {
+            let helo = self.command(&format!("HELO {hostname}")).await?;
+            if !helo.is_positive() {
+                return Err(UpstreamError::Refused(helo));
+            }
+            self.capabilities = UpstreamCapabilities::default();
+            return Ok(());
+        }
+        self.capabilities = UpstreamCapabilities::from_ehlo(&reply);
+        Ok(())
+    }
+
+    /// MAIL FROM with the parameters the upstream supports (after RSET when a
+    /// previous transaction was left open).
+    pub async fn mail(&mut self, path: &str, params: &[Param]) -> Result<Reply, UpstreamError> {
+        if self.in_transaction {
+            let reply = self.command("RSET").await?;
+            if !reply.is_positive() {
+                return Err(UpstreamError::Protocol(format!("RSET answered {reply}")));
+            }
+            self.in_transaction = false;
+        }
+        let mut line = format!("MAIL FROM:<{path}>");
+        for param in params {
+            let supported = match param.name.as_str() {
+                "SIZE" => self.capabilities.size,
+                "BODY" => self.capabilities.eightbitmime,
+                "SMTPUTF8" => self.capabilities.smtputf8,
+                _ => false,
+            };
+            if supported {
+                line.push(' ');
+                line.push_str(&param.name);
+                if let Some(value) = &param.value {
+                    line.push('=');
+                    line.push_str(value);
+                }
+            }
+        }
+        let reply = self.command(&line).await?;
+        self.in_transaction = reply.is_positive();
+        Ok(reply)
+    }
+
+    /// RCPT TO.
+    pub async fn rcpt(&mut self, path: &str) -> Result<Reply, UpstreamError> {
+        self.command(&format!("RCPT TO:<{path}>")).await
+    }
+
+    /// DATA; a 354 means message lines may follow.
+    pub async fn data(&mut self) -> Result<Reply, UpstreamError> {
+        self.data_failed = None;
+        self.command("DATA").await
+    }
+
+    /// Stream checked message lines (dot-stuffing kept as received).
+    /// A write failure is remembered and reported by [`Upstream::end_data`].
+    pub async fn write_data(&mut self, bytes: &[u8]) {
+        if self.data_failed.is_some() {
+            return;
+        }
+        let write = tokio::time::timeout(self.timeout, self.writer.write_all(bytes)).await;
+        match write {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.data_failed = Some(e.kind()),
+            Err(_) => self.data_failed = Some(io::ErrorKind::TimedOut),
+        }
+    }
+
+    /// Did streaming the message fail?
+    pub fn data_failed(&self) -> bool {
+        self.data_failed.is_some()
+    }
+
+    /// End the message and return the upstream's verdict on it.
+    pub async fn end_data(&mut self) -> Result<Reply, UpstreamError> {
+        if let Some(kind) = self.data_failed {
+            return Err(UpstreamError::Io(kind.into()));
+        }
+        self.in_transaction = false;
+        self.command_bytes(b".\r\n").await
+    }
+
+    /// Say goodbye politely (errors ignored: the connection is done anyway).
+    pub async fn quit(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.command("QUIT")).await;
+    }
+
+    /// Send one command line and read its reply.
+    async fn command(&mut self, line: &str) -> Result<Reply, UpstreamError> {
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        self.command_bytes(&bytes).await
+    }
+
+    async fn command_bytes(&mut self, bytes: &[u8]) -> Result<Reply, UpstreamError> {
+        tokio::time::timeout(self.timeout, async {
+            self.writer.write_all(bytes).await?;
+            self.writer.flush().await
+        })
+        .await
+        .map_err(|_| UpstreamError::Timeout)??;
+        let reply = self.read_reply().await?;
+        if reply.code() == 421 {
+            return Err(UpstreamError::Closed(Some(reply)));
+        }
+        Ok(reply)
+    }
+
+    async fn read_reply(&mut self) -> Result<Reply, UpstreamError> {
+        tokio::time::timeout(self.timeout, self.reader.read_reply())
+            .await
+            .map_err(|_| UpstreamError::Timeout)?
+    }
+}
