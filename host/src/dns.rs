@@ -1,15 +1,32 @@
 //! DNS lookups for policies: reverse, forward and forward-confirmed reverse
-//! names, with the resolver's cache and a timeout. Name servers come from
+//! names, with a small TTL cache and a timeout. Name servers come from
 //! `[dns] nameservers`, else from the system's resolv.conf.
+//!
+//! Queries go straight to the name servers through hickory's name-server
+//! pool rather than its stub resolver: the stub resolver answers reverse
+//! lookups of loopback addresses itself ("localhost", RFC 6761), while a
+//! relay list must see what the configured servers say.
 
 use crate::config::DnsConfig;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::NetError;
+use futures_util::StreamExt;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::{Name, RData};
-use hickory_resolver::TokioResolver;
+use hickory_resolver::net::{DnsHandle, NetError};
+use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Cached answers kept at most.
+const CACHE_ENTRIES: usize = 10_000;
+/// Shortest and longest time an answer is cached, whatever its TTL.
+const MIN_TTL: Duration = Duration::from_secs(5);
+const MAX_TTL: Duration = Duration::from_secs(3600);
+/// How long "no such name" is cached.
+const NEGATIVE_TTL: Duration = Duration::from_secs(60);
 
 /// Why a lookup has no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,20 +39,25 @@ pub enum DnsError {
     Failed(String),
 }
 
+type CacheKey = (Name, RecordType);
+/// Answers with the instant they expire.
+type Cache = HashMap<CacheKey, (Instant, Vec<RData>)>;
+
 /// The resolver shared by all sessions.
 #[derive(Clone)]
 pub struct Dns {
-    resolver: TokioResolver,
+    pool: NameServerPool<TokioRuntimeProvider>,
     timeout: Duration,
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl Dns {
     /// Build a resolver from `[dns]`.
     pub fn new(config: &DnsConfig) -> anyhow::Result<Self> {
-        let provider = TokioRuntimeProvider::default();
-        let mut builder = if config.nameservers.is_empty() {
-            TokioResolver::builder(provider)
-                .map_err(|e| anyhow::anyhow!("reading the system DNS configuration: {e}"))?
+        let (servers, mut options) = if config.nameservers.is_empty() {
+            let (system, options) = hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| anyhow::anyhow!("reading the system DNS configuration: {e}"))?;
+            (system.into_parts().2, options)
         } else {
             let servers = config
                 .nameservers
@@ -48,48 +70,52 @@ impl Dns {
                     NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
                 })
                 .collect();
-            TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider)
+            (servers, ResolverOpts::default())
         };
-        let options = builder.options_mut();
         options.timeout = config.timeout;
         options.attempts = 1;
-        options.ndots = 0;
-        let resolver = builder
-            .build()
-            .map_err(|e| anyhow::anyhow!("building the DNS resolver: {e}"))?;
+        let tls = TlsConfig::new().map_err(|e| anyhow::anyhow!("DNS transport setup: {e}"))?;
+        let context = Arc::new(PoolContext::new(options, tls));
+        let pool = NameServerPool::from_config(servers, context, TokioRuntimeProvider::default());
         Ok(Self {
-            resolver,
+            pool,
             timeout: config.timeout,
+            cache: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
     /// PTR names of `ip`, lower case without the trailing dot.
     pub async fn reverse(&self, ip: IpAddr) -> Result<Vec<String>, DnsError> {
-        let lookup = self.bounded(self.resolver.reverse_lookup(ip)).await;
-        match lookup {
-            Ok(lookup) => Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|record| match &record.data {
-                    RData::PTR(ptr) => Some(normalise(&ptr.0)),
-                    _ => None,
-                })
-                .collect()),
-            Err(e) => no_answer_or_error(e),
-        }
+        let name = Name::from(canonical(ip));
+        let answers = self.query(name, RecordType::PTR).await?;
+        Ok(answers
+            .iter()
+            .filter_map(|data| match data {
+                RData::PTR(ptr) => Some(normalise(&ptr.0)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// A and AAAA addresses of `name`.
     pub async fn forward(&self, name: &str) -> Result<Vec<IpAddr>, DnsError> {
-        let fqdn = Name::from_utf8(name)
+        let mut fqdn = Name::from_utf8(name)
             .map_err(|e| DnsError::Failed(format!("bad name {name:?}: {e}")))?
             .to_lowercase();
-        let mut fqdn = fqdn;
         fqdn.set_fqdn(true);
-        match self.bounded(self.resolver.lookup_ip(fqdn)).await {
-            Ok(lookup) => Ok(lookup.iter().collect()),
-            Err(e) => no_answer_or_error(e),
+        let (v4, v6) = tokio::join!(
+            self.query(fqdn.clone(), RecordType::A),
+            self.query(fqdn, RecordType::AAAA)
+        );
+        let mut addresses = Vec::new();
+        for answer in [v4?, v6?].iter().flatten() {
+            match answer {
+                RData::A(a) => addresses.push(IpAddr::V4(a.0)),
+                RData::AAAA(aaaa) => addresses.push(IpAddr::V6(aaaa.0)),
+                _ => {}
+            }
         }
+        Ok(addresses)
     }
 
     /// The first PTR name of `ip` whose forward lookup includes `ip`.
@@ -104,31 +130,64 @@ impl Dns {
         Ok(None)
     }
 
-    /// The resolver has its own timeout per query; this bounds the whole
-    /// lookup (several queries, retries) as well.
-    async fn bounded<T>(
-        &self,
-        lookup: impl Future<Output = Result<T, NetError>>,
-    ) -> Result<T, LookupError> {
-        match tokio::time::timeout(self.timeout * 2, lookup).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(LookupError::Net(e)),
-            Err(_) => Err(LookupError::Elapsed),
+    /// One query, answered from the cache when fresh.
+    async fn query(&self, name: Name, record_type: RecordType) -> Result<Vec<RData>, DnsError> {
+        let key = (name, record_type);
+        if let Some(answers) = self.cached(&key) {
+            return Ok(answers);
         }
+        let query = Query::query(key.0.clone(), record_type);
+        let mut responses = self.pool.lookup(query, DnsRequestOptions::default());
+        let response = tokio::time::timeout(self.timeout, responses.next())
+            .await
+            .map_err(|_| DnsError::Timeout)?
+            .ok_or_else(|| DnsError::Failed("no response".to_string()))?;
+        let (answers, ttl) = match response {
+            Ok(response) => match response.metadata.response_code {
+                ResponseCode::NoError => {
+                    let ttl = response.answers.iter().map(|r| r.ttl).min().unwrap_or(0);
+                    let answers: Vec<RData> = response
+                        .answers
+                        .iter()
+                        .filter(|r| r.record_type() == record_type)
+                        .map(|r| r.data.clone())
+                        .collect();
+                    let ttl = if answers.is_empty() {
+                        NEGATIVE_TTL
+                    } else {
+                        Duration::from_secs(u64::from(ttl))
+                    };
+                    (answers, ttl)
+                }
+                ResponseCode::NXDomain => (Vec::new(), NEGATIVE_TTL),
+                code => return Err(DnsError::Failed(format!("name server answered {code}"))),
+            },
+            Err(NetError::Timeout) => return Err(DnsError::Timeout),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => (Vec::new(), NEGATIVE_TTL),
+            Err(e) => return Err(DnsError::Failed(e.to_string())),
+        };
+        self.store(key, answers.clone(), ttl.clamp(MIN_TTL, MAX_TTL));
+        Ok(answers)
     }
-}
 
-enum LookupError {
-    Net(NetError),
-    Elapsed,
-}
+    fn cached(&self, key: &CacheKey) -> Option<Vec<RData>> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(key)
+            .filter(|(expires, _)| *expires > Instant::now())
+            .map(|(_, answers)| answers.clone())
+    }
 
-fn no_answer_or_error<T: Default>(error: LookupError) -> Result<T, DnsError> {
-    match error {
-        LookupError::Elapsed => Err(DnsError::Timeout),
-        LookupError::Net(NetError::Timeout) => Err(DnsError::Timeout),
-        LookupError::Net(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(T::default()),
-        LookupError::Net(e) => Err(DnsError::Failed(e.to_string())),
+    fn store(&self, key: CacheKey, answers: Vec<RData>, ttl: Duration) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if cache.len() >= CACHE_ENTRIES {
+            cache.retain(|_, (expires, _)| *expires > now);
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (now + ttl, answers));
     }
 }
 
