@@ -25,7 +25,11 @@ pub struct App {
 }
 
 /// Compile the configured policy with the services it is given.
-pub async fn load_policy(config: &Config, engine: &PolicyEngine, dns: Option<Dns>) -> anyhow::Result<Arc<LoadedPolicy>> {
+pub async fn load_policy(
+    config: &Config,
+    engine: &PolicyEngine,
+    dns: Option<Dns>,
+) -> anyhow::Result<Arc<LoadedPolicy>> {
     let services = PolicyServices {
         config: config.policy.config.clone(),
         dns,
@@ -43,7 +47,10 @@ impl App {
     }
 
     /// Like [`App::build`] with listeners the caller bound (tests bind port 0).
-    pub async fn with_listeners(config: &Config, listeners: Vec<TcpListener>) -> anyhow::Result<Self> {
+    pub async fn with_listeners(
+        config: &Config,
+        listeners: Vec<TcpListener>,
+    ) -> anyhow::Result<Self> {
         let dns = Dns::new(&config.dns).context("setting up DNS")?;
         let engine = PolicyEngine::new().context("starting the WebAssembly engine")?;
         let policy = load_policy(config, &engine, Some(dns.clone())).await?;

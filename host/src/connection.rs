@@ -99,7 +99,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
     /// Read one command line (LF or CRLF terminated), flushing queued
     /// replies first if the client has nothing more buffered. Cancel-safe:
     /// input stays buffered if the future is dropped.
-    pub async fn read_command(&mut self, timeout: Duration) -> Result<CommandLine, ConnectionError> {
+    pub async fn read_command(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<CommandLine, ConnectionError> {
         let mut skipping = false;
         loop {
             if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
@@ -153,7 +156,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
             }
             let forward_end = if done { self.start - 3 } else { self.start };
             if done || forward_end > chunk_start {
-                let from = if checker.forwarding() { chunk_start } else { forward_end };
+                let from = if checker.forwarding() {
+                    chunk_start
+                } else {
+                    forward_end
+                };
                 return Ok(DataChunk {
                     range: from..forward_end,
                     done,
@@ -310,7 +317,8 @@ impl DataChecker {
                 value.push_str(text.trim());
             }
         } else if let Some((name, value)) = text.split_once(':') {
-            self.headers.push((name.to_string(), value.trim().to_string()));
+            self.headers
+                .push((name.to_string(), value.trim().to_string()));
         } else {
             // Not a header field: the body started without a blank line.
             self.in_headers = false;
@@ -357,7 +365,10 @@ mod tests {
 
     #[test]
     fn clean_messages() {
-        assert_eq!(check(b"Subject: x\r\n\r\nbody\r\n.\r\n", 1000), (true, None, 20));
+        assert_eq!(
+            check(b"Subject: x\r\n\r\nbody\r\n.\r\n", 1000),
+            (true, None, 20)
+        );
         assert_eq!(check(b".\r\n", 1000), (true, None, 0));
         assert_eq!(check(b"..leading dot\r\n.\r\n", 1000), (true, None, 14));
     }
@@ -374,17 +385,32 @@ mod tests {
         ];
         for data in variants {
             let (ended, problem, _) = check(data, 1000);
-            assert!(!ended, "{:?} ended the message", String::from_utf8_lossy(data));
-            assert_eq!(problem, Some(DataProblem::BareLineEnding), "{:?}", String::from_utf8_lossy(data));
+            assert!(
+                !ended,
+                "{:?} ended the message",
+                String::from_utf8_lossy(data)
+            );
+            assert_eq!(
+                problem,
+                Some(DataProblem::BareLineEnding),
+                "{:?}",
+                String::from_utf8_lossy(data)
+            );
         }
         // After a bare LF the real end still needs CRLF.CRLF.
-        assert_eq!(check(b"a\nb\r\n.\r\n", 1000), (true, Some(DataProblem::BareLineEnding), 6));
+        assert_eq!(
+            check(b"a\nb\r\n.\r\n", 1000),
+            (true, Some(DataProblem::BareLineEnding), 6)
+        );
     }
 
     #[test]
     fn limits() {
         assert_eq!(check(b"a\0b\r\n.\r\n", 1000).1, Some(DataProblem::Nul));
-        assert_eq!(check(b"0123456789\r\n.\r\n", 5).1, Some(DataProblem::TooBig));
+        assert_eq!(
+            check(b"0123456789\r\n.\r\n", 5).1,
+            Some(DataProblem::TooBig)
+        );
         let long = [b"x".repeat(MAX_TEXT_LINE - 1), b"\r\n.\r\n".to_vec()].concat();
         assert_eq!(check(&long, 1 << 20).1, Some(DataProblem::LineTooLong));
         let ok = [b"x".repeat(MAX_TEXT_LINE - 2), b"\r\n.\r\n".to_vec()].concat();
@@ -394,11 +420,23 @@ mod tests {
     #[test]
     fn headers_are_collected_and_unfolded() {
         let mut checker = DataChecker::new(1 << 20);
-        for line in [&b"Subject: hello\r\n"[..], b"\tworld\r\n", b"From: a@b\r\n", b"\r\n", b"X: not a header\r\n"] {
+        for line in [
+            &b"Subject: hello\r\n"[..],
+            b"\tworld\r\n",
+            b"From: a@b\r\n",
+            b"\r\n",
+            b"X: not a header\r\n",
+        ] {
             checker.line(line);
         }
         let (headers, truncated) = checker.into_headers();
-        assert_eq!(headers, vec![("Subject".into(), "hello world".into()), ("From".into(), "a@b".into())]);
+        assert_eq!(
+            headers,
+            vec![
+                ("Subject".into(), "hello world".into()),
+                ("From".into(), "a@b".into())
+            ]
+        );
         assert!(!truncated);
     }
 
@@ -412,24 +450,42 @@ mod tests {
         client.write_all(&long).await.unwrap();
         client.write_all(b"\r\nQUIT\r\n").await.unwrap();
         let t = Duration::from_secs(5);
-        assert_eq!(conn.read_command(t).await.unwrap(), CommandLine::Line(b"HELO a".to_vec()));
+        assert_eq!(
+            conn.read_command(t).await.unwrap(),
+            CommandLine::Line(b"HELO a".to_vec())
+        );
         assert!(conn.has_buffered_line());
-        assert_eq!(conn.read_command(t).await.unwrap(), CommandLine::Line(b"NOOP".to_vec()));
+        assert_eq!(
+            conn.read_command(t).await.unwrap(),
+            CommandLine::Line(b"NOOP".to_vec())
+        );
         assert_eq!(conn.read_command(t).await.unwrap(), CommandLine::TooLong);
-        assert_eq!(conn.read_command(t).await.unwrap(), CommandLine::Line(b"QUIT".to_vec()));
+        assert_eq!(
+            conn.read_command(t).await.unwrap(),
+            CommandLine::Line(b"QUIT".to_vec())
+        );
         drop(client);
-        assert!(matches!(conn.read_command(t).await, Err(ConnectionError::Closed)));
+        assert!(matches!(
+            conn.read_command(t).await,
+            Err(ConnectionError::Closed)
+        ));
     }
 
     #[tokio::test]
     async fn data_is_forwarded_up_to_the_end_marker_and_the_rest_stays_buffered() {
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let mut conn = ClientConnection::new(server);
-        client.write_all(b"Subject: x\r\n\r\n..dot\r\n.\r\nQUIT\r\n").await.unwrap();
+        client
+            .write_all(b"Subject: x\r\n\r\n..dot\r\n.\r\nQUIT\r\n")
+            .await
+            .unwrap();
         let mut checker = DataChecker::new(1 << 20);
         let mut forwarded = Vec::new();
         loop {
-            let chunk = conn.read_data_chunk(Duration::from_secs(5), &mut checker).await.unwrap();
+            let chunk = conn
+                .read_data_chunk(Duration::from_secs(5), &mut checker)
+                .await
+                .unwrap();
             forwarded.extend_from_slice(conn.chunk_bytes(&chunk));
             if chunk.done {
                 break;

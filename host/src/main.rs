@@ -30,7 +30,9 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> ExitCode {
     let config = match &cli.command {
-        Some(Command::Policy { command: PolicyCommand::Check { file } }) => {
+        Some(Command::Policy {
+            command: PolicyCommand::Check { file },
+        }) => {
             return report(policy_check(file).await);
         }
         _ => match effective_config(&cli) {
@@ -68,7 +70,9 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -115,7 +119,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         info.summary
     );
     if info.open_relay {
-        tracing::warn!("OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain");
+        tracing::warn!(
+            "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain"
+        );
     }
     app.run(shutdown_signal()).await;
     Ok(())
@@ -138,16 +144,33 @@ async fn check(config: &Config) -> anyhow::Result<()> {
     let engine = PolicyEngine::new()?;
     let policy = load_policy(config, &engine, None).await?;
     let info = policy.info();
-    let source = config
-        .source
-        .as_ref()
-        .map_or_else(|| "embedded default".to_string(), |p| p.display().to_string());
+    let source = config.source.as_ref().map_or_else(
+        || "embedded default".to_string(),
+        |p| p.display().to_string(),
+    );
     println!("config:    {source}: OK");
-    println!("listen:    {}", config.proxy.listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+    println!(
+        "listen:    {}",
+        config
+            .proxy
+            .listen
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("upstream:  {}", config.proxy.upstream);
     println!("hostname:  {}", config.proxy.hostname);
-    println!("limits:    max_message_size {} bytes, max_recipients {}", config.proxy.max_message_size, config.proxy.max_recipients);
-    println!("policy:    {} ({}), sha256 {}", policy.name(), info.name, policy.digest());
+    println!(
+        "limits:    max_message_size {} bytes, max_recipients {}",
+        config.proxy.max_message_size, config.proxy.max_recipients
+    );
+    println!(
+        "policy:    {} ({}), sha256 {}",
+        policy.name(),
+        info.name,
+        policy.digest()
+    );
     println!("mode:      {}", info.summary);
     for note in config.inactive_sections() {
         println!("note:      {note}");
@@ -163,13 +186,22 @@ async fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let engine = PolicyEngine::new()?;
     let started = Instant::now();
-    let component = engine.compile(&bytes).with_context(|| format!("{} is not usable", file.display()))?;
+    let component = engine
+        .compile(&bytes)
+        .with_context(|| format!("{} is not usable", file.display()))?;
     let compile_time = started.elapsed();
     let (exports, imports) = engine.interface_names(&component);
     println!("file:      {} ({} bytes)", file.display(), bytes.len());
     println!("compiled:  {} ms", compile_time.as_millis());
     println!("exports:   {}", exports.join(", "));
-    println!("imports:   {}", if imports.is_empty() { "(none)".to_string() } else { imports.join(", ") });
+    println!(
+        "imports:   {}",
+        if imports.is_empty() {
+            "(none)".to_string()
+        } else {
+            imports.join(", ")
+        }
+    );
     println!("host:      {WIT_PACKAGE}@{WIT_VERSION}");
     let config = Config::embedded_default();
     let mut settings = config.policy.clone();
@@ -181,18 +213,25 @@ async fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
         own_networks: relaygate::policy::own_networks(),
         hostname: config.proxy.hostname.clone(),
     };
-    match engine.load(&file.display().to_string(), &bytes, &settings, services).await {
+    match engine
+        .load(&file.display().to_string(), &bytes, &settings, services)
+        .await
+    {
         Ok(policy) => {
             println!("fits:      yes ({})", policy.info().name);
             Ok(())
         }
         Err(relaygate::policy::LoadError::Config(problems)) => {
-            println!("fits:      yes (its init refused an empty [policy.config]: {})", problems.join("; "));
+            println!(
+                "fits:      yes (its init refused an empty [policy.config]: {})",
+                problems.join("; ")
+            );
             Ok(())
         }
         Err(e) => {
             println!("fits:      no");
-            Err(anyhow::Error::from(e).context(format!("{} does not fit this relaygate", file.display())))
+            Err(anyhow::Error::from(e)
+                .context(format!("{} does not fit this relaygate", file.display())))
         }
     }
 }

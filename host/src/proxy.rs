@@ -5,7 +5,9 @@
 use crate::connection::{ClientConnection, CommandLine, ConnectionError, DataChecker};
 use crate::dns::Dns;
 use crate::policy::{LoadedPolicy, MessageSummary, PolicyContext, PolicyInstance};
-use crate::session::{Action, Capabilities, DataOutcome, Session, SessionLimits, UpstreamProblem, UpstreamStep};
+use crate::session::{
+    Action, Capabilities, DataOutcome, Session, SessionLimits, UpstreamProblem, UpstreamStep,
+};
 use crate::smtp::reply::catalogue;
 use crate::smtp::{Reply, parse_command};
 use crate::upstream::{ClientIdentity, Upstream, UpstreamError, UpstreamSettings};
@@ -51,7 +53,11 @@ pub async fn serve_client<S>(
     let policy = state.policy.load_full();
     let span = tracing::info_span!("session", id, client = %client, policy = %short_digest(policy.digest()));
     async move {
-        let client_name = match state.dns.clone().filter(|_| policy.info().needs_client_name) {
+        let client_name = match state
+            .dns
+            .clone()
+            .filter(|_| policy.info().needs_client_name)
+        {
             Some(dns) => lookup_client_name(dns, client).await,
             None => None,
         };
@@ -70,7 +76,12 @@ pub async fn serve_client<S>(
         let capabilities = Capabilities {
             smtputf8: state.upstream.smtputf8.load(Ordering::Relaxed),
         };
-        let session = Session::new(state.hostname.clone(), state.limits.clone(), capabilities, context);
+        let session = Session::new(
+            state.hostname.clone(),
+            state.limits.clone(),
+            capabilities,
+            context,
+        );
         let mut driver = Driver {
             conn: ClientConnection::new(stream),
             session,
@@ -119,7 +130,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                 Action::Ask(request) => {
                     let hook = request.hook();
                     let answer = self.policy.ask(self.session.context(), request).await;
-                    tracing::debug!(hook, verdict = answer.decision.label(), elapsed_us = answer.elapsed.as_micros() as u64, "policy");
+                    tracing::debug!(
+                        hook,
+                        verdict = answer.decision.label(),
+                        elapsed_us = answer.elapsed.as_micros() as u64,
+                        "policy"
+                    );
                     self.session.policy_answered(answer.decision, answer.offer)
                 }
                 Action::Upstream(step) => {
@@ -150,7 +166,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                         Ok(outcome) => self.session.data_received(outcome),
                         Err(ConnectionError::Timeout) => {
                             self.upstream = None;
-                            self.session.close_with(catalogue::timeout(&self.state.hostname))
+                            self.session
+                                .close_with(catalogue::timeout(&self.state.hostname))
                         }
                         Err(_) => {
                             // The client vanished mid-message: drop the upstream
@@ -171,7 +188,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
     /// Read and parse the next command; None when the client is gone.
     async fn next_command(&mut self) -> Option<Action> {
         if *self.shutdown.borrow() {
-            return Some(self.session.close_with(catalogue::shutting_down(&self.state.hostname)));
+            return Some(
+                self.session
+                    .close_with(catalogue::shutting_down(&self.state.hostname)),
+            );
         }
         let timeout = self.state.command_timeout;
         let read = tokio::select! {
@@ -183,9 +203,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
         match read {
             Ok(CommandLine::Line(line)) => Some(self.session.command(parse_command(&line))),
             Ok(CommandLine::TooLong) => Some(self.session.line_too_long()),
-            Err(ConnectionError::Timeout) => {
-                Some(self.session.close_with(catalogue::timeout(&self.state.hostname)))
-            }
+            Err(ConnectionError::Timeout) => Some(
+                self.session
+                    .close_with(catalogue::timeout(&self.state.hostname)),
+            ),
             Err(_) => None,
         }
     }
@@ -193,7 +214,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
     async fn receive_data(&mut self) -> Result<DataOutcome, ConnectionError> {
         let mut checker = DataChecker::new(self.state.limits.max_message_size);
         loop {
-            let chunk = self.conn.read_data_chunk(self.state.data_timeout, &mut checker).await?;
+            let chunk = self
+                .conn
+                .read_data_chunk(self.state.data_timeout, &mut checker)
+                .await?;
             if let Some(upstream) = self.upstream.as_mut() {
                 upstream.write_data(self.conn.chunk_bytes(&chunk)).await;
             }

@@ -32,10 +32,19 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut accept_loops = JoinSet::new();
     for listener in listeners {
-        accept_loops.spawn(accept_loop(listener, state.clone(), permits.clone(), stop_rx.clone(), limits.shutdown_grace));
+        accept_loops.spawn(accept_loop(
+            listener,
+            state.clone(),
+            permits.clone(),
+            stop_rx.clone(),
+            limits.shutdown_grace,
+        ));
     }
     shutdown.await;
-    tracing::info!("shutting down: no new connections, sessions finish within {:?}", limits.shutdown_grace);
+    tracing::info!(
+        "shutting down: no new connections, sessions finish within {:?}",
+        limits.shutdown_grace
+    );
     let _ = stop_tx.send(true);
     while accept_loops.join_next().await.is_some() {}
 }
@@ -80,11 +89,16 @@ async fn accept_loop(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, async { while sessions.join_next().await.is_some() {} })
-        .await
-        .is_err()
+    if tokio::time::timeout(grace, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
-        tracing::warn!("{} sessions still open after the grace period; closing them", sessions.len());
+        tracing::warn!(
+            "{} sessions still open after the grace period; closing them",
+            sessions.len()
+        );
         sessions.shutdown().await;
     }
 }

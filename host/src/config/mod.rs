@@ -190,9 +190,15 @@ impl Config {
         let mut problems = Vec::new();
         let proxy = file.proxy;
         let listen = proxy.listen.unwrap_or_else(|| {
-            vec![DEFAULT_LISTEN.parse().expect("default listen address parses")]
+            vec![
+                DEFAULT_LISTEN
+                    .parse()
+                    .expect("default listen address parses"),
+            ]
         });
-        let upstream = proxy.upstream.unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
+        let upstream = proxy
+            .upstream
+            .unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
         let hostname = proxy.hostname.unwrap_or_else(system_hostname);
         if hostname.is_empty()
             || !hostname
@@ -229,7 +235,12 @@ impl Config {
             }
             value
         });
-        let [command_timeout, data_timeout, upstream_timeout, shutdown_grace] = timeouts;
+        let [
+            command_timeout,
+            data_timeout,
+            upstream_timeout,
+            shutdown_grace,
+        ] = timeouts;
 
         let policy = file.policy;
         let module = match policy.module.as_deref() {
@@ -248,7 +259,8 @@ impl Config {
         }
         let memory_limit = policy.memory_limit.unwrap_or(64 << 20);
         if memory_limit < (1 << 20) {
-            problems.push("policy.memory_limit: must be at least 1048576 bytes (1 MiB)".to_string());
+            problems
+                .push("policy.memory_limit: must be at least 1048576 bytes (1 MiB)".to_string());
         }
         let on_failure = match policy.on_failure.unwrap_or(FailureModeName::Tempfail) {
             FailureModeName::Tempfail => FailureMode::Tempfail,
@@ -352,7 +364,10 @@ impl Config {
         if let ModuleSource::File(path) = &self.policy.module
             && let Err(e) = std::fs::File::open(path)
         {
-            problems.push(format!("policy.module: cannot read {}: {e}", path.display()));
+            problems.push(format!(
+                "policy.module: cannot read {}: {e}",
+                path.display()
+            ));
         }
         problems
     }
@@ -386,7 +401,9 @@ fn check_host_port(text: &str) -> Result<(), &'static str> {
         return Ok(());
     }
     match text.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok() => {
+        Some((host, port))
+            if !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok() =>
+        {
             Ok(())
         }
         _ => Err("is not host:port (e.g. \"127.0.0.1:25\" or \"mail.example.com:25\")"),
@@ -416,7 +433,9 @@ mod tests {
     use super::*;
 
     fn problems(text: &str) -> Vec<String> {
-        Config::parse(text).expect_err("config should be refused").problems
+        Config::parse(text)
+            .expect_err("config should be refused")
+            .problems
     }
 
     #[test]
@@ -473,7 +492,10 @@ timeout = "2s"
     fn unknown_keys_are_named() {
         let p = problems("[proxy]\nlisten = [\"127.0.0.1:2525\"]\nlsiten = 1\n");
         assert_eq!(p.len(), 1);
-        assert!(p[0].starts_with("proxy.lsiten: unknown field `lsiten`"), "{p:?}");
+        assert!(
+            p[0].starts_with("proxy.lsiten: unknown field `lsiten`"),
+            "{p:?}"
+        );
         assert!(p[0].contains("line 3"), "{p:?}");
         let p = problems("[proxyy]\n");
         assert!(p[0].contains("unknown field `proxyy`"), "{p:?}");

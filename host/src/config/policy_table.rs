@@ -85,10 +85,8 @@ mod tests {
 
     #[test]
     fn kinds_convert() {
-        let table: toml::Table = toml::from_str(
-            "a = \"x\"\nb = 1\nc = 1.5\nd = true\ne = [\"p\", 2, false]\n",
-        )
-        .unwrap();
+        let table: toml::Table =
+            toml::from_str("a = \"x\"\nb = 1\nc = 1.5\nd = true\ne = [\"p\", 2, false]\n").unwrap();
         let config = PolicyConfig::from_table(table).unwrap();
         assert_eq!(config.get("a"), Some(&PolicyValue::Text("x".into())));
         assert_eq!(config.get("b"), Some(&PolicyValue::Integer(1)));
@@ -96,7 +94,11 @@ mod tests {
         assert_eq!(config.get("d"), Some(&PolicyValue::Boolean(true)));
         assert_eq!(
             config.get("e"),
-            Some(&PolicyValue::TextList(vec!["p".into(), "2".into(), "false".into()]))
+            Some(&PolicyValue::TextList(vec![
+                "p".into(),
+                "2".into(),
+                "false".into()
+            ]))
         );
         assert_eq!(config.keys().collect::<Vec<_>>(), ["a", "b", "c", "d", "e"]);
     }

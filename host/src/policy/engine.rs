@@ -10,8 +10,8 @@ use crate::config::PolicySettings;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::Engine;
+use wasmtime::component::{Component, HasSelf, Linker};
 
 /// How often the epoch advances; the resolution of call deadlines.
 pub(super) const TICK: Duration = Duration::from_millis(2);
@@ -125,8 +125,14 @@ impl PolicyEngine {
     /// The names under which `component` exports and imports instances.
     pub fn interface_names(&self, component: &Component) -> (Vec<String>, Vec<String>) {
         let ty = component.component_type();
-        let exports = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
-        let imports = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let exports = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         (exports, imports)
     }
 

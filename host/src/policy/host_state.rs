@@ -73,7 +73,11 @@ impl HostState {
     }
 
     /// Count a lookup's wait as host time and convert its error.
-    fn finish_lookup<T>(&mut self, started: Instant, result: Result<T, DnsError>) -> Result<T, dns::DnsError> {
+    fn finish_lookup<T>(
+        &mut self,
+        started: Instant,
+        result: Result<T, DnsError>,
+    ) -> Result<T, dns::DnsError> {
         self.host_time += started.elapsed();
         result.map_err(|e| match e {
             DnsError::Timeout => dns::DnsError::Timeout,

@@ -3,9 +3,9 @@
 //! into one [`PolicyFailure`], and starts a fresh instance after a failure
 //! (a trapped instance cannot be entered again).
 
+use super::bindings::Policy;
 use super::bindings::exports::relaygate::policy::hooks::Guest;
 use super::bindings::relaygate::policy::types as wit;
-use super::bindings::Policy;
 use super::engine::LoadError;
 use super::host_state::HostState;
 use super::verdict::{self, Decision};
@@ -118,13 +118,16 @@ impl PolicyInstance {
     pub async fn ask(&mut self, context: &PolicyContext, request: PolicyRequest) -> PolicyAnswer {
         let started = Instant::now();
         let hook = request.hook();
-        let result = self.call(Some(context.to_wit()), request).await.and_then(|outcome| match outcome {
-            Outcome::Verdict(v) => verdict::validate(v)
-                .map(|d| (d, Offer::default()))
-                .map_err(PolicyFailure::InvalidReply),
-            Outcome::Extensions(flags) => Ok((Decision::Accept, Offer::from_wit(flags))),
-            Outcome::Init(_) => Ok((Decision::Accept, Offer::default())),
-        });
+        let result = self
+            .call(Some(context.to_wit()), request)
+            .await
+            .and_then(|outcome| match outcome {
+                Outcome::Verdict(v) => verdict::validate(v)
+                    .map(|d| (d, Offer::default()))
+                    .map_err(PolicyFailure::InvalidReply),
+                Outcome::Extensions(flags) => Ok((Decision::Accept, Offer::from_wit(flags))),
+                Outcome::Init(_) => Ok((Decision::Accept, Offer::default())),
+            });
         let elapsed = started.elapsed();
         match result {
             Ok((decision, offer)) => PolicyAnswer {
@@ -245,14 +248,26 @@ async fn invoke(
         PolicyRequest::Auth {
             mechanism,
             identity,
-        } => Outcome::Verdict(hooks.call_auth(store, session, &mechanism, &identity).await?),
+        } => Outcome::Verdict(
+            hooks
+                .call_auth(store, session, &mechanism, &identity)
+                .await?,
+        ),
         PolicyRequest::MailFrom { sender, params } => {
             let params = params_to_wit(&params);
-            Outcome::Verdict(hooks.call_mail_from(store, session, &sender, &params).await?)
+            Outcome::Verdict(
+                hooks
+                    .call_mail_from(store, session, &sender, &params)
+                    .await?,
+            )
         }
         PolicyRequest::RcptTo { recipient, params } => {
             let params = params_to_wit(&params);
-            Outcome::Verdict(hooks.call_rcpt_to(store, session, &recipient, &params).await?)
+            Outcome::Verdict(
+                hooks
+                    .call_rcpt_to(store, session, &recipient, &params)
+                    .await?,
+            )
         }
         PolicyRequest::Data(message) => {
             let message = wit::Message {

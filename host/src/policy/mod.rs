@@ -252,7 +252,8 @@ pub async fn load_configured(
         ),
         ModuleSource::File(path) => (
             path.display().to_string(),
-            std::fs::read(path).with_context(|| format!("reading policy module {}", path.display()))?,
+            std::fs::read(path)
+                .with_context(|| format!("reading policy module {}", path.display()))?,
         ),
     };
     engine

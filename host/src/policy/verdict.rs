@@ -76,7 +76,9 @@ fn checked_reply(reply: WitReply, class: u16) -> Result<Reply, String> {
 /// RFC 3463: `class.subject.detail`, subject and detail 1-3 digits.
 fn check_enhanced(status: &str, class: u16) -> Result<(), String> {
     let parts: Vec<&str> = status.split('.').collect();
-    let digits = |s: &str, max: usize| !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit());
+    let digits = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+    };
     let well_formed = parts.len() == 3 && digits(parts[1], 3) && digits(parts[2], 3);
     if !well_formed || parts[0] != class.to_string() {
         return Err(format!(
@@ -92,7 +94,7 @@ fn default_enhanced(code: u16) -> &'static str {
         554 | 550 | 553 => "5.7.1",
         552 => "5.3.4",
         421 => "4.3.0",
-        450 | 451 | 452 => "4.7.1",
+        450..=452 => "4.7.1",
         c if c >= 500 => "5.0.0",
         _ => "4.0.0",
     }
@@ -116,7 +118,10 @@ mod tests {
     #[test]
     fn good_replies_pass_through() {
         assert_eq!(
-            validate(verdict(Action::Reject, Some((554, Some("5.7.1"), "relay denied")))),
+            validate(verdict(
+                Action::Reject,
+                Some((554, Some("5.7.1"), "relay denied"))
+            )),
             Ok(Decision::Reject(Reply::new(554, "5.7.1 relay denied")))
         );
         assert_eq!(
@@ -127,7 +132,10 @@ mod tests {
             validate(verdict(Action::Reject, None)),
             Ok(Decision::Reject(catalogue::policy_reject()))
         );
-        assert_eq!(validate(verdict(Action::Accept, Some((250, None, "x")))), Ok(Decision::Accept));
+        assert_eq!(
+            validate(verdict(Action::Accept, Some((250, None, "x")))),
+            Ok(Decision::Accept)
+        );
     }
 
     #[test]

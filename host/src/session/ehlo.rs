@@ -5,7 +5,12 @@ use crate::policy::Offer;
 use crate::smtp::Reply;
 
 /// `250-hostname` followed by one line per extension offered.
-pub fn reply(hostname: &str, limits: &SessionLimits, capabilities: Capabilities, offer: Offer) -> Reply {
+pub fn reply(
+    hostname: &str,
+    limits: &SessionLimits,
+    capabilities: Capabilities,
+    offer: Offer,
+) -> Reply {
     let mut lines = vec![hostname.to_string()];
     if offer.pipelining {
         lines.push("PIPELINING".to_string());

@@ -9,9 +9,9 @@ mod ehlo;
 
 use crate::connection::DataProblem;
 use crate::policy::{Decision, MessageSummary, Offer, PolicyContext, PolicyRequest};
+use crate::smtp::address::AddressError;
 use crate::smtp::reply::catalogue;
 use crate::smtp::{Command, CommandError, Param, Reply};
-use crate::smtp::address::AddressError;
 
 /// Limits applied per session.
 #[derive(Debug, Clone)]
@@ -188,7 +188,11 @@ impl Session {
 
     /// A command line arrived (parsed, or refused by the parser).
     pub fn command(&mut self, command: Result<Command, CommandError>) -> Action {
-        debug_assert!(matches!(self.pending, Pending::None), "command while {:?}", self.pending);
+        debug_assert!(
+            matches!(self.pending, Pending::None),
+            "command while {:?}",
+            self.pending
+        );
         let command = match command {
             Ok(command) => command,
             Err(error) => return self.error(parse_error_reply(&error)),
@@ -200,8 +204,26 @@ impl Session {
             };
         }
         match command {
-            Command::Helo(name) => self.ask(Pending::Helo { name: name.clone(), extended: false }, PolicyRequest::Helo { name, extended: false }),
-            Command::Ehlo(name) => self.ask(Pending::Helo { name: name.clone(), extended: true }, PolicyRequest::Helo { name, extended: true }),
+            Command::Helo(name) => self.ask(
+                Pending::Helo {
+                    name: name.clone(),
+                    extended: false,
+                },
+                PolicyRequest::Helo {
+                    name,
+                    extended: false,
+                },
+            ),
+            Command::Ehlo(name) => self.ask(
+                Pending::Helo {
+                    name: name.clone(),
+                    extended: true,
+                },
+                PolicyRequest::Helo {
+                    name,
+                    extended: true,
+                },
+            ),
             Command::Mail { path, params } => self.mail(path, params),
             Command::Rcpt { path, params } => self.rcpt(path, params),
             Command::Data => self.data(),
@@ -255,7 +277,12 @@ impl Session {
             },
             Pending::Extensions => {
                 self.offer = offer;
-                Action::Reply(ehlo::reply(&self.hostname, &self.limits, self.capabilities, offer))
+                Action::Reply(ehlo::reply(
+                    &self.hostname,
+                    &self.limits,
+                    self.capabilities,
+                    offer,
+                ))
             }
             Pending::MailPolicy { path, params } => match decision {
                 Decision::Accept => {
@@ -361,7 +388,9 @@ impl Session {
     fn mail(&mut self, path: String, params: Vec<Param>) -> Action {
         match self.phase {
             Phase::Ready => return self.error(catalogue::bad_sequence("send HELO/EHLO first")),
-            Phase::Transaction => return self.error(catalogue::bad_sequence("nested MAIL command")),
+            Phase::Transaction => {
+                return self.error(catalogue::bad_sequence("nested MAIL command"));
+            }
             _ => {}
         }
         for param in &params {
@@ -374,15 +403,22 @@ impl Session {
                     Ok(_) => {}
                     Err(_) => return self.error(catalogue::syntax("SIZE=<number>")),
                 },
-                ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") || v.eq_ignore_ascii_case("8BITMIME") => {}
+                ("BODY", Some(v))
+                    if v.eq_ignore_ascii_case("7BIT") || v.eq_ignore_ascii_case("8BITMIME") => {}
                 ("BODY", _) => return self.error(catalogue::syntax("BODY=7BIT or BODY=8BITMIME")),
                 ("SMTPUTF8", None) if self.capabilities.smtputf8 && self.offer.smtputf8 => {}
                 _ => return self.error(catalogue::unsupported_parameter(&param.name)),
             }
         }
         self.ask(
-            Pending::MailPolicy { path: path.clone(), params: params.clone() },
-            PolicyRequest::MailFrom { sender: path, params },
+            Pending::MailPolicy {
+                path: path.clone(),
+                params: params.clone(),
+            },
+            PolicyRequest::MailFrom {
+                sender: path,
+                params,
+            },
         )
     }
 
@@ -399,7 +435,10 @@ impl Session {
         }
         self.ask(
             Pending::RcptPolicy { path: path.clone() },
-            PolicyRequest::RcptTo { recipient: path, params },
+            PolicyRequest::RcptTo {
+                recipient: path,
+                params,
+            },
         )
     }
 

@@ -9,7 +9,11 @@ fn session() -> Session {
     let server: SocketAddr = "192.0.2.254:25".parse().unwrap();
     Session::new(
         "mx.test".into(),
-        SessionLimits { max_message_size: 1000, max_recipients: 2, max_errors: 5 },
+        SessionLimits {
+            max_message_size: 1000,
+            max_recipients: 2,
+            max_errors: 5,
+        },
         Capabilities::default(),
         PolicyContext {
             id: 1,
@@ -32,7 +36,9 @@ fn cmd(s: &mut Session, line: &str) -> Action {
 
 fn code(action: &Action) -> u16 {
     match action {
-        Action::Reply(r) | Action::Close(r) | Action::AbortUpstream(r) | Action::ReceiveData(r) => r.code(),
+        Action::Reply(r) | Action::Close(r) | Action::AbortUpstream(r) | Action::ReceiveData(r) => {
+            r.code()
+        }
         other => panic!("expected a reply, got {other:?}"),
     }
 }
@@ -46,11 +52,23 @@ fn ready() -> Session {
     let mut s = session();
     assert_eq!(s.start(), Action::Ask(PolicyRequest::Connect));
     assert_eq!(code(&accept(&mut s)), 220);
-    assert!(matches!(cmd(&mut s, "EHLO client.test"), Action::Ask(PolicyRequest::Helo { .. })));
+    assert!(matches!(
+        cmd(&mut s, "EHLO client.test"),
+        Action::Ask(PolicyRequest::Helo { .. })
+    ));
     assert_eq!(accept(&mut s), Action::Ask(PolicyRequest::Extensions));
     let ehlo = accept(&mut s);
     let Action::Reply(reply) = ehlo else { panic!() };
-    assert_eq!(reply.lines(), ["mx.test", "PIPELINING", "SIZE 1000", "8BITMIME", "ENHANCEDSTATUSCODES"]);
+    assert_eq!(
+        reply.lines(),
+        [
+            "mx.test",
+            "PIPELINING",
+            "SIZE 1000",
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES"
+        ]
+    );
     s
 }
 
@@ -61,16 +79,33 @@ fn upstream_ok(s: &mut Session, code: u16) -> Action {
 #[test]
 fn a_whole_transaction() {
     let mut s = ready();
-    assert!(matches!(cmd(&mut s, "MAIL FROM:<a@x.test>"), Action::Ask(PolicyRequest::MailFrom { .. })));
-    assert!(matches!(accept(&mut s), Action::Upstream(UpstreamStep::Mail { .. })));
+    assert!(matches!(
+        cmd(&mut s, "MAIL FROM:<a@x.test>"),
+        Action::Ask(PolicyRequest::MailFrom { .. })
+    ));
+    assert!(matches!(
+        accept(&mut s),
+        Action::Upstream(UpstreamStep::Mail { .. })
+    ));
     assert_eq!(code(&upstream_ok(&mut s, 250)), 250);
     assert_eq!(s.context().sender.as_deref(), Some("a@x.test"));
-    assert!(matches!(cmd(&mut s, "RCPT TO:<b@y.test>"), Action::Ask(PolicyRequest::RcptTo { .. })));
-    assert_eq!(accept(&mut s), Action::Upstream(UpstreamStep::Rcpt { path: "b@y.test".into() }));
+    assert!(matches!(
+        cmd(&mut s, "RCPT TO:<b@y.test>"),
+        Action::Ask(PolicyRequest::RcptTo { .. })
+    ));
+    assert_eq!(
+        accept(&mut s),
+        Action::Upstream(UpstreamStep::Rcpt {
+            path: "b@y.test".into()
+        })
+    );
     assert_eq!(code(&upstream_ok(&mut s, 250)), 250);
     assert_eq!(cmd(&mut s, "DATA"), Action::Upstream(UpstreamStep::Data));
     assert!(matches!(upstream_ok(&mut s, 354), Action::ReceiveData(_)));
-    assert!(matches!(s.data_received(DataOutcome::Complete(MessageSummary::default())), Action::Ask(PolicyRequest::Data(_))));
+    assert!(matches!(
+        s.data_received(DataOutcome::Complete(MessageSummary::default())),
+        Action::Ask(PolicyRequest::Data(_))
+    ));
     assert_eq!(accept(&mut s), Action::Upstream(UpstreamStep::EndData));
     assert_eq!(code(&upstream_ok(&mut s, 250)), 250);
     assert!(!s.in_transaction());
@@ -102,9 +137,16 @@ fn refused_recipients_and_the_limit() {
     accept(&mut s);
     upstream_ok(&mut s, 250);
     cmd(&mut s, "RCPT TO:<b@y.test>");
-    let rejected = s.policy_answered(Decision::Reject(Reply::new(554, "5.7.1 Relay access denied")), Offer::default());
+    let rejected = s.policy_answered(
+        Decision::Reject(Reply::new(554, "5.7.1 Relay access denied")),
+        Offer::default(),
+    );
     assert_eq!(code(&rejected), 554);
-    assert_eq!(code(&cmd(&mut s, "DATA")), 554, "all recipients refused: no valid recipients");
+    assert_eq!(
+        code(&cmd(&mut s, "DATA")),
+        554,
+        "all recipients refused: no valid recipients"
+    );
     for _ in 0..2 {
         cmd(&mut s, "RCPT TO:<c@x.test>");
         accept(&mut s);
@@ -158,7 +200,10 @@ fn policy_reject_at_data_aborts_upstream() {
     cmd(&mut s, "DATA");
     upstream_ok(&mut s, 354);
     s.data_received(DataOutcome::Complete(MessageSummary::default()));
-    let action = s.policy_answered(Decision::Reject(Reply::new(550, "5.7.1 no")), Offer::default());
+    let action = s.policy_answered(
+        Decision::Reject(Reply::new(550, "5.7.1 no")),
+        Offer::default(),
+    );
     assert!(matches!(action, Action::AbortUpstream(ref r) if r.code() == 550));
 }
 
@@ -168,21 +213,34 @@ fn mail_parameters() {
     assert_eq!(code(&cmd(&mut s, "MAIL FROM:<a@x.test> SIZE=1001")), 552);
     assert_eq!(code(&cmd(&mut s, "MAIL FROM:<a@x.test> SIZE=abc")), 501);
     assert_eq!(code(&cmd(&mut s, "MAIL FROM:<a@x.test> RET=FULL")), 555);
-    assert_eq!(code(&cmd(&mut s, "MAIL FROM:<a@x.test> SMTPUTF8")), 555, "upstream lacks SMTPUTF8");
-    assert!(matches!(cmd(&mut s, "MAIL FROM:<a@x.test> SIZE=999 BODY=8BITMIME"), Action::Ask(_)));
+    assert_eq!(
+        code(&cmd(&mut s, "MAIL FROM:<a@x.test> SMTPUTF8")),
+        555,
+        "upstream lacks SMTPUTF8"
+    );
+    assert!(matches!(
+        cmd(&mut s, "MAIL FROM:<a@x.test> SIZE=999 BODY=8BITMIME"),
+        Action::Ask(_)
+    ));
 }
 
 #[test]
 fn connect_refusal_allows_only_quit() {
     let mut s = session();
     s.start();
-    let refused = s.policy_answered(Decision::Reject(Reply::new(550, "5.7.1 go away")), Offer::default());
+    let refused = s.policy_answered(
+        Decision::Reject(Reply::new(550, "5.7.1 go away")),
+        Offer::default(),
+    );
     assert!(matches!(refused, Action::Reply(ref r) if r.code() == 554));
     assert_eq!(code(&cmd(&mut s, "EHLO x")), 503);
     assert!(matches!(cmd(&mut s, "QUIT"), Action::Close(_)));
     let mut s = session();
     s.start();
-    let later = s.policy_answered(Decision::Tempfail(Reply::new(451, "4.7.1 later")), Offer::default());
+    let later = s.policy_answered(
+        Decision::Tempfail(Reply::new(451, "4.7.1 later")),
+        Offer::default(),
+    );
     assert!(matches!(later, Action::Close(ref r) if r.code() == 421));
 }
 

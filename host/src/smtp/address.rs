@@ -120,7 +120,11 @@ fn local_part_len(mailbox: &str) -> Result<usize, AddressError> {
     }
     let end = mailbox.find('@').ok_or(AddressError::Domain)?;
     let local = &mailbox[..end];
-    if local.is_empty() || local.split('.').any(|atom| atom.is_empty() || !atom.bytes().all(is_atext)) {
+    if local.is_empty()
+        || local
+            .split('.')
+            .any(|atom| atom.is_empty() || !atom.bytes().all(is_atext))
+    {
         return Err(AddressError::LocalPart);
     }
     Ok(end)
@@ -153,7 +157,9 @@ fn check_domain(domain: &str) -> Result<(), AddressError> {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80)
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80)
         });
     if labels_ok {
         Ok(())
@@ -171,14 +177,17 @@ fn check_address_literal(literal: &str) -> Result<(), AddressError> {
         .strip_prefix("IPv6:")
         .or_else(|| literal.strip_prefix("ipv6:"))
     {
-        return v6.parse::<Ipv6Addr>().map(|_| ()).map_err(|_| AddressError::Domain);
+        return v6
+            .parse::<Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| AddressError::Domain);
     }
     let (tag, content) = literal.split_once(':').ok_or(AddressError::Domain)?;
     let tag_ok = !tag.is_empty()
         && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && !tag.ends_with('-');
-    let content_ok = !content.is_empty()
-        && content.bytes().all(|b| matches!(b, 33..=90 | 94..=126));
+    let content_ok =
+        !content.is_empty() && content.bytes().all(|b| matches!(b, 33..=90 | 94..=126));
     if tag_ok && content_ok {
         Ok(())
     } else {
@@ -196,15 +205,43 @@ mod tests {
         let cases = [
             ("<user@example.com>", Forward, "user@example.com"),
             ("user@example.com", Forward, "user@example.com"),
-            ("<User.Name+tag@Example.COM.>", Forward, "User.Name+tag@Example.COM."),
-            ("<\"john doe\"@example.com>", Forward, "\"john doe\"@example.com"),
+            (
+                "<User.Name+tag@Example.COM.>",
+                Forward,
+                "User.Name+tag@Example.COM.",
+            ),
+            (
+                "<\"john doe\"@example.com>",
+                Forward,
+                "\"john doe\"@example.com",
+            ),
             ("<\"a@b\"@example.com>", Forward, "\"a@b\"@example.com"),
-            ("<\"a\\\"b\"@example.com>", Forward, "\"a\\\"b\"@example.com"),
-            ("<user%remote@example.com>", Forward, "user%remote@example.com"),
-            ("<remote!user@example.com>", Forward, "remote!user@example.com"),
-            ("<@a.example,@b.example:user@c.example>", Forward, "@a.example,@b.example:user@c.example"),
+            (
+                "<\"a\\\"b\"@example.com>",
+                Forward,
+                "\"a\\\"b\"@example.com",
+            ),
+            (
+                "<user%remote@example.com>",
+                Forward,
+                "user%remote@example.com",
+            ),
+            (
+                "<remote!user@example.com>",
+                Forward,
+                "remote!user@example.com",
+            ),
+            (
+                "<@a.example,@b.example:user@c.example>",
+                Forward,
+                "@a.example,@b.example:user@c.example",
+            ),
             ("<user@[192.0.2.1]>", Forward, "user@[192.0.2.1]"),
-            ("<user@[IPv6:2001:db8::1]>", Forward, "user@[IPv6:2001:db8::1]"),
+            (
+                "<user@[IPv6:2001:db8::1]>",
+                Forward,
+                "user@[IPv6:2001:db8::1]",
+            ),
             ("<Postmaster>", Forward, "Postmaster"),
             ("<>", Reverse, ""),
         ];
@@ -225,7 +262,11 @@ mod tests {
             ("<a..b@example.com>", Forward, AddressError::LocalPart),
             ("<.a@example.com>", Forward, AddressError::LocalPart),
             ("<a b@example.com>", Forward, AddressError::LocalPart),
-            ("<\"unterminated@example.com>", Forward, AddressError::LocalPart),
+            (
+                "<\"unterminated@example.com>",
+                Forward,
+                AddressError::LocalPart,
+            ),
             ("<user@-bad.example>", Forward, AddressError::Domain),
             ("<user@exa mple.com>", Forward, AddressError::Domain),
             ("<user@example..com>", Forward, AddressError::Domain),
@@ -258,6 +299,9 @@ mod tests {
             Err(AddressError::TooLong)
         );
         let long = format!("<a@{}.com>", "b".repeat(260));
-        assert_eq!(parse_path(&long, Forward, false), Err(AddressError::TooLong));
+        assert_eq!(
+            parse_path(&long, Forward, false),
+            Err(AddressError::TooLong)
+        );
     }
 }

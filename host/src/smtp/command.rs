@@ -81,7 +81,10 @@ const RCPT_USAGE: &str = "RCPT TO:<address>";
 
 /// Parse a command line without its CRLF.
 pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
-    if line.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n' || (b < 32 && b != b'\t') || b == 127) {
+    if line
+        .iter()
+        .any(|&b| b == 0 || b == b'\r' || b == b'\n' || (b < 32 && b != b'\t') || b == 127)
+    {
         return Err(CommandError::BadCharacters);
     }
     let line = std::str::from_utf8(line).map_err(|_| CommandError::BadCharacters)?;
@@ -147,7 +150,9 @@ fn path_command(
     kind: PathKind,
     usage: &'static str,
 ) -> Result<(String, Vec<Param>), CommandError> {
-    let head = args.get(..keyword.len()).ok_or(CommandError::Syntax(usage))?;
+    let head = args
+        .get(..keyword.len())
+        .ok_or(CommandError::Syntax(usage))?;
     if !head.eq_ignore_ascii_case(keyword) {
         return Err(CommandError::Syntax(usage));
     }
@@ -193,10 +198,12 @@ fn parse_params(text: &str) -> Option<Vec<Param>> {
                 Some((name, value)) => (name, Some(value.to_string())),
                 None => (word, None),
             };
-            let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-            let value_ok = value
-                .as_deref()
-                .is_none_or(|v| !v.is_empty() && v.bytes().all(|b| (33..=126).contains(&b) && b != b'=') || !v.is_ascii());
+            let name_ok =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let value_ok = value.as_deref().is_none_or(|v| {
+                !v.is_empty() && v.bytes().all(|b| (33..=126).contains(&b) && b != b'=')
+                    || !v.is_ascii()
+            });
             (name_ok && value_ok).then(|| Param {
                 name: name.to_ascii_uppercase(),
                 value,
@@ -219,7 +226,10 @@ mod tests {
     #[test]
     fn commands() {
         let cases: Vec<(&str, Command)> = vec![
-            ("HELO client.example", Command::Helo("client.example".into())),
+            (
+                "HELO client.example",
+                Command::Helo("client.example".into()),
+            ),
             ("ehlo [192.0.2.1]", Command::Ehlo("[192.0.2.1]".into())),
             (
                 "MAIL FROM:<a@example.com> SIZE=1000 BODY=8BITMIME",
@@ -228,8 +238,20 @@ mod tests {
                     params: vec![param("SIZE", Some("1000")), param("BODY", Some("8BITMIME"))],
                 },
             ),
-            ("mail from: <>", Command::Mail { path: "".into(), params: vec![] }),
-            ("MAIL FROM:a@example.com", Command::Mail { path: "a@example.com".into(), params: vec![] }),
+            (
+                "mail from: <>",
+                Command::Mail {
+                    path: "".into(),
+                    params: vec![],
+                },
+            ),
+            (
+                "MAIL FROM:a@example.com",
+                Command::Mail {
+                    path: "a@example.com".into(),
+                    params: vec![],
+                },
+            ),
             (
                 "RCPT TO:<\"x> y\"@example.com> notify=never",
                 Command::Rcpt {
@@ -237,7 +259,13 @@ mod tests {
                     params: vec![param("NOTIFY", Some("never"))],
                 },
             ),
-            ("RCPT TO:<postmaster>", Command::Rcpt { path: "postmaster".into(), params: vec![] }),
+            (
+                "RCPT TO:<postmaster>",
+                Command::Rcpt {
+                    path: "postmaster".into(),
+                    params: vec![],
+                },
+            ),
             ("DATA", Command::Data),
             ("rset", Command::Rset),
             ("NOOP anything", Command::Noop),
@@ -246,8 +274,20 @@ mod tests {
             ("EXPN staff", Command::Expn),
             ("HELP", Command::Help),
             ("STARTTLS", Command::StartTls),
-            ("AUTH plain AGFAYg==", Command::Auth { mechanism: "PLAIN".into(), initial: Some("AGFAYg==".into()) }),
-            ("AUTH LOGIN", Command::Auth { mechanism: "LOGIN".into(), initial: None }),
+            (
+                "AUTH plain AGFAYg==",
+                Command::Auth {
+                    mechanism: "PLAIN".into(),
+                    initial: Some("AGFAYg==".into()),
+                },
+            ),
+            (
+                "AUTH LOGIN",
+                Command::Auth {
+                    mechanism: "LOGIN".into(),
+                    initial: None,
+                },
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(parse_command(line.as_bytes()), Ok(want), "{line}");
@@ -262,18 +302,32 @@ mod tests {
             (b"HELO", CommandError::Syntax("HELO hostname")),
             (b"HELO a b", CommandError::Syntax("HELO hostname")),
             (b"MAIL <a@example.com>", CommandError::Syntax(MAIL_USAGE)),
-            (b"MAIL FROM:<a@example.com> SIZE=", CommandError::Syntax(MAIL_USAGE)),
+            (
+                b"MAIL FROM:<a@example.com> SIZE=",
+                CommandError::Syntax(MAIL_USAGE),
+            ),
             (b"RCPT TO:<>", CommandError::Address(AddressError::Null)),
-            (b"RCPT TO:<a@b@example.com>", CommandError::Address(AddressError::Domain)),
+            (
+                b"RCPT TO:<a@b@example.com>",
+                CommandError::Address(AddressError::Domain),
+            ),
             (b"DATA now", CommandError::Syntax("DATA")),
             (b"HELO a\0b", CommandError::BadCharacters),
             (b"HELO a\rb", CommandError::BadCharacters),
             (b"HELO a\nb", CommandError::BadCharacters),
             (b"HELO \xff", CommandError::BadCharacters),
-            (b"MAIL FROM:<j\xc3\xbcrgen@example.com>", CommandError::Address(AddressError::NeedsSmtpUtf8)),
+            (
+                b"MAIL FROM:<j\xc3\xbcrgen@example.com>",
+                CommandError::Address(AddressError::NeedsSmtpUtf8),
+            ),
         ];
         for (line, want) in cases {
-            assert_eq!(parse_command(line), Err(want), "{}", String::from_utf8_lossy(line));
+            assert_eq!(
+                parse_command(line),
+                Err(want),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 

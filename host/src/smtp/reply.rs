@@ -196,7 +196,10 @@ pub mod catalogue {
     }
     /// 451 when the upstream cannot be reached or dropped the connection.
     pub fn upstream_unavailable() -> Reply {
-        Reply::new(451, "4.4.1 Upstream mail server unavailable, try again later")
+        Reply::new(
+            451,
+            "4.4.1 Upstream mail server unavailable, try again later",
+        )
     }
     /// 451 when the upstream answered something that is not SMTP.
     pub fn upstream_protocol_error() -> Reply {
@@ -240,7 +243,10 @@ mod tests {
     #[test]
     fn single_and_multiline_wire_forms() {
         assert_eq!(Reply::new(250, "2.0.0 Ok").to_bytes(), b"250 2.0.0 Ok\r\n");
-        let r = Reply::multiline(250, vec!["mx".into(), "PIPELINING".into(), "SIZE 10".into()]);
+        let r = Reply::multiline(
+            250,
+            vec!["mx".into(), "PIPELINING".into(), "SIZE 10".into()],
+        );
         assert_eq!(r.to_bytes(), b"250-mx\r\n250-PIPELINING\r\n250 SIZE 10\r\n");
         assert_eq!(Reply::multiline(250, vec![]).to_bytes(), b"250 \r\n");
     }

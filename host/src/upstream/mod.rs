@@ -101,7 +101,10 @@ pub struct Upstream {
 impl Upstream {
     /// Connect, read the greeting, EHLO, and introduce the client with
     /// XCLIENT when offered.
-    pub async fn open(settings: &UpstreamSettings, client: &ClientIdentity) -> Result<Self, UpstreamError> {
+    pub async fn open(
+        settings: &UpstreamSettings,
+        client: &ClientIdentity,
+    ) -> Result<Self, UpstreamError> {
         let mut upstream = Self::connect(settings).await?;
         if !upstream.capabilities.xclient.is_empty() {
             let line = xclient::command(&upstream.capabilities.xclient, client);
@@ -128,7 +131,10 @@ impl Upstream {
         let stream = tokio::time::timeout(settings.timeout, TcpStream::connect(&settings.addr))
             .await
             .map_err(|_| UpstreamError::Timeout)?
-            .map_err(|source| UpstreamError::Connect { addr: settings.addr.clone(), source })?;
+            .map_err(|source| UpstreamError::Connect {
+                addr: settings.addr.clone(),
+                source,
+            })?;
         stream.set_nodelay(true)?;
         let (read, write) = stream.into_split();
         let mut upstream = Self {
@@ -140,7 +146,9 @@ impl Upstream {
             data_failed: None,
         };
         upstream.greeting_and_ehlo(&settings.hostname).await?;
-        settings.smtputf8.store(upstream.capabilities.smtputf8, Ordering::Relaxed);
+        settings
+            .smtputf8
+            .store(upstream.capabilities.smtputf8, Ordering::Relaxed);
         Ok(upstream)
     }
 

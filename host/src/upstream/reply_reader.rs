@@ -40,14 +40,18 @@ impl<R: AsyncRead + Unpin> ReplyReader<R> {
             }
             let (this_code, last, text) = parse_line(&self.line)?;
             if *code.get_or_insert(this_code) != this_code {
-                return Err(UpstreamError::Protocol("reply code changed within a multi-line reply".to_string()));
+                return Err(UpstreamError::Protocol(
+                    "reply code changed within a multi-line reply".to_string(),
+                ));
             }
             lines.push(text);
             if last {
                 return Ok(Reply::multiline(this_code, lines));
             }
             if lines.len() >= MAX_REPLY_LINES {
-                return Err(UpstreamError::Protocol("reply with too many lines".to_string()));
+                return Err(UpstreamError::Protocol(
+                    "reply with too many lines".to_string(),
+                ));
             }
         }
     }
@@ -55,7 +59,12 @@ impl<R: AsyncRead + Unpin> ReplyReader<R> {
 
 /// `ddd[ -]text\r\n` -> (code, is last line, text).
 fn parse_line(line: &[u8]) -> Result<(u16, bool, String), UpstreamError> {
-    let garbage = || UpstreamError::Protocol(format!("not an SMTP reply: {:?}", String::from_utf8_lossy(&line[..line.len().min(80)])));
+    let garbage = || {
+        UpstreamError::Protocol(format!(
+            "not an SMTP reply: {:?}",
+            String::from_utf8_lossy(&line[..line.len().min(80)])
+        ))
+    };
     let content = line
         .strip_suffix(b"\r\n")
         .or_else(|| line.strip_suffix(b"\n"))
@@ -63,7 +72,10 @@ fn parse_line(line: &[u8]) -> Result<(u16, bool, String), UpstreamError> {
     if content.len() < 3 || !content[..3].iter().all(u8::is_ascii_digit) {
         return Err(garbage());
     }
-    let code: u16 = std::str::from_utf8(&content[..3]).map_err(|_| garbage())?.parse().map_err(|_| garbage())?;
+    let code: u16 = std::str::from_utf8(&content[..3])
+        .map_err(|_| garbage())?
+        .parse()
+        .map_err(|_| garbage())?;
     if !(200..=599).contains(&code) {
         return Err(garbage());
     }
@@ -89,7 +101,9 @@ mod tests {
 
     #[tokio::test]
     async fn replies() {
-        let r = read(b"250-mx\r\n250-SIZE 10\r\n250 8BITMIME\r\n").await.unwrap();
+        let r = read(b"250-mx\r\n250-SIZE 10\r\n250 8BITMIME\r\n")
+            .await
+            .unwrap();
         assert_eq!((r.code(), r.lines().len()), (250, 3));
         let r = read(b"354 go ahead\r\n").await.unwrap();
         assert_eq!(r.lines(), ["go ahead"]);
@@ -99,11 +113,24 @@ mod tests {
 
     #[tokio::test]
     async fn garbage_is_a_protocol_error() {
-        for bytes in [&b"HTTP/1.1 200 OK\r\n"[..], b"25 short\r\n", b"250-a\r\n251 b\r\n", b"999 no\r\n", b"250xno\r\n"] {
+        for bytes in [
+            &b"HTTP/1.1 200 OK\r\n"[..],
+            b"25 short\r\n",
+            b"250-a\r\n251 b\r\n",
+            b"999 no\r\n",
+            b"250xno\r\n",
+        ] {
             let leaked: &'static [u8] = Box::leak(bytes.to_vec().into_boxed_slice());
-            assert!(matches!(read(leaked).await, Err(UpstreamError::Protocol(_))), "{:?}", String::from_utf8_lossy(bytes));
+            assert!(
+                matches!(read(leaked).await, Err(UpstreamError::Protocol(_))),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
         }
         assert!(matches!(read(b"").await, Err(UpstreamError::Closed(None))));
-        assert!(matches!(read(b"250-partial\r\n").await, Err(UpstreamError::Closed(None))));
+        assert!(matches!(
+            read(b"250-partial\r\n").await,
+            Err(UpstreamError::Closed(None))
+        ));
     }
 }

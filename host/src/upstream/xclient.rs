@@ -36,7 +36,10 @@ pub fn command(offered: &[String], client: &ClientIdentity) -> String {
     add("PORT", client.port.map(|p| p.to_string()));
     add("NAME", client.name.clone());
     add("HELO", client.helo.clone());
-    add("PROTO", Some(if client.esmtp { "ESMTP" } else { "SMTP" }.to_string()));
+    add(
+        "PROTO",
+        Some(if client.esmtp { "ESMTP" } else { "SMTP" }.to_string()),
+    );
     if client.login.is_some() {
         add("LOGIN", client.login.clone());
     }
@@ -70,12 +73,21 @@ mod tests {
             esmtp: true,
             login: None,
         };
-        let offered: Vec<String> = ["ADDR", "NAME", "HELO", "PROTO"].iter().map(|s| s.to_string()).collect();
+        let offered: Vec<String> = ["ADDR", "NAME", "HELO", "PROTO"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(
             command(&offered, &client),
             "XCLIENT ADDR=192.0.2.7 NAME=[UNAVAILABLE] HELO=a+3Db+2Bc PROTO=ESMTP"
         );
-        let v6 = ClientIdentity { addr: Some("2001:db8::1".parse().unwrap()), ..client };
-        assert_eq!(command(&["ADDR".to_string()], &v6), "XCLIENT ADDR=IPV6:2001:db8::1");
+        let v6 = ClientIdentity {
+            addr: Some("2001:db8::1".parse().unwrap()),
+            ..client
+        };
+        assert_eq!(
+            command(&["ADDR".to_string()], &v6),
+            "XCLIENT ADDR=IPV6:2001:db8::1"
+        );
     }
 }

@@ -1,0 +1,157 @@
+//! The `relaygate` binary as users and outside tools run it (SPEC section 1).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn relaygate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_relaygate"))
+}
+
+fn run(args: &[&str]) -> Output {
+    relaygate().args(args).output().expect("relaygate runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/misbehaving.wasm")
+}
+
+fn write_config(body: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relaygate.toml");
+    std::fs::write(&path, body).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn check_with_the_embedded_default_reports_restricted_relay() {
+    let out = run(&["check"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("embedded default"), "{stdout}");
+    assert!(stdout.contains("builtin:apple-relay"), "{stdout}");
+    assert!(stdout.contains("restricted relay ON"), "{stdout}");
+    assert!(!stdout.contains("OPEN RELAY"), "{stdout}");
+}
+
+#[test]
+fn check_warns_loudly_about_an_open_relay() {
+    let (_dir, path) = write_config("[policy.config]\nopen_relay_addr_flag = 0\n");
+    let out = run(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("OPEN RELAY"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn bad_config_is_refused_with_one_line_per_problem_and_exit_78() {
+    let (_dir, path) = write_config("[proxy]\nlsiten = [\"127.0.0.1:2525\"]\n");
+    let out = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("proxy.lsiten"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let (_dir, path) = write_config(
+        "[policy.config]\nopen_relay_addr_flag = 1\nopen_relay_addr_list = [\"10.0.0.300\"]\n",
+    );
+    let out = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        text(&out.stderr).contains("open_relay_addr_list"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(&["check", "--config", "/nonexistent/relaygate.toml"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        text(&out.stderr).contains("cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn policy_check_names_the_world_and_refuses_garbage() {
+    let out = run(&["policy", "check", fixture().to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("relaygate:policy/hooks@0.1.0"), "{stdout}");
+    assert!(stdout.contains("fits:      yes"), "{stdout}");
+
+    let (_dir, path) = write_config("not wasm");
+    let out = run(&["policy", "check", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not usable"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn runs_with_flags_greets_and_stops_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = relaygate()
+        .args(["--listen", &listen, "--upstream", "127.0.0.1:9"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let stream = loop {
+        match TcpStream::connect(&listen) {
+            Ok(stream) => break stream,
+            Err(_) if started.elapsed() < Duration::from_secs(60) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => panic!("relaygate did not listen: {e}"),
+        }
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("220 "), "{line}");
+    (&stream).write_all(b"QUIT\r\n").unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("221 "), "{line}");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "relaygate did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
