@@ -1,1 +1,23 @@
-//! Test support.
+//! Test support for relaygate's integration tests.
+//!
+//! Every server here binds only to loopback (`127.0.0.0/8`) on an OS-chosen port, runs on
+//! the tokio runtime of the test that starts it, and stops when its handle is dropped, so a
+//! failing test never leaves a listener or a child process behind.
+//!
+//! # Layout
+//!
+//! - [`dns`]: a small authoritative DNS server (UDP and TCP on one port) answering from a
+//!   fixed table, with names that fail (SERVFAIL) or never answer, and a query counter.
+//! - [`upstream`]: a recording SMTP server standing in for the real mail server; strict
+//!   about the protocol so that a proxy that forwards something it should not is caught.
+//! - [`client`]: a minimal SMTP client that can connect from any `127.0.0.x` address and
+//!   never waits for a reply longer than its read timeout.
+//! - [`proxy`]: relaygate itself, in-process on a loopback port, stopped when dropped.
+//! - [`tools`]: finding and running the Debian tools some tests use (`smtp-sink`,
+//!   `smtp-source`, `swaks`), skipping cleanly when they are missing.
+
+pub mod client;
+pub mod dns;
+pub mod proxy;
+pub mod tools;
+pub mod upstream;

@@ -1,0 +1,90 @@
+//! Running relaygate in-process for a test: the real [`relaygate::app::App`]
+//! on a loopback port, configured from TOML text, stopped when dropped.
+
+use relaygate::app::App;
+use relaygate::config::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The misbehaving fixture policy (built by `cargo xtask guests`).
+pub fn misbehaving_wasm() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/misbehaving.wasm")
+}
+
+/// A running proxy.
+pub struct TestProxy {
+    addr: SocketAddr,
+    addr_v6: Option<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestProxy {
+    /// Start relaygate with `config` (TOML; `[proxy] listen` is ignored, the
+    /// proxy listens on 127.0.0.1 on a free port). Use `{upstream}` in the
+    /// text where the upstream address belongs.
+    pub async fn start(config: &str, upstream: SocketAddr) -> anyhow::Result<Self> {
+        let text = config.replace("{upstream}", &upstream.to_string());
+        let config =
+            Config::parse(&text).map_err(|e| anyhow::anyhow!("test config refused:\n{e}"))?;
+        Self::start_with(config).await
+    }
+
+    /// Start relaygate with a validated config.
+    pub async fn start_with(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let mut listeners = vec![listener];
+        // IPv6 loopback too, where the machine has it.
+        let addr_v6 = match TcpListener::bind("[::1]:0").await {
+            Ok(v6) => {
+                let addr = v6.local_addr()?;
+                listeners.push(v6);
+                Some(addr)
+            }
+            Err(_) => None,
+        };
+        let app = App::with_listeners(&config, listeners).await?;
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            addr,
+            addr_v6,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Where IPv6 clients connect ([::1]), if the machine has IPv6 loopback.
+    pub fn addr_v6(&self) -> Option<SocketAddr> {
+        self.addr_v6
+    }
+
+    /// Ask the proxy to shut down and wait until it has.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
