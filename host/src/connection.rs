@@ -79,25 +79,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         Ok(())
     }
 
-    /// True when a complete line is already buffered (the client pipelined),
-    /// so replies can wait and go out together.
-    pub fn has_buffered_line(&self) -> bool {
-        memchr::memchr(b'\n', &self.buf[self.start..self.end]).is_some()
-    }
-
-    /// True when any unread input is buffered.
-    pub fn has_buffered_input(&self) -> bool {
-        self.end > self.start
-    }
-
-    /// Discard buffered input (e.g. commands pipelined behind STARTTLS).
-    pub fn discard_buffered_input(&mut self) {
-        self.start = 0;
-        self.end = 0;
-    }
-
     /// Read one command line (LF or CRLF terminated), flushing queued
-    /// replies first if the client has nothing more buffered. Cancel-safe:
+    /// replies before waiting for more input: replies to pipelined commands
+    /// go out together, and never wait on a partial line. Cancel-safe:
     /// input stays buffered if the future is dropped.
     pub async fn read_command(
         &mut self,
@@ -124,9 +108,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
                 self.start = 0;
                 self.end = 0;
             }
-            if !self.has_buffered_input() {
-                self.flush().await?;
-            }
+            // No complete command is waiting: the client expects its replies.
+            self.flush().await?;
             self.fill(timeout).await?;
         }
     }
@@ -454,7 +437,6 @@ mod tests {
             conn.read_command(t).await.unwrap(),
             CommandLine::Line(b"HELO a".to_vec())
         );
-        assert!(conn.has_buffered_line());
         assert_eq!(
             conn.read_command(t).await.unwrap(),
             CommandLine::Line(b"NOOP".to_vec())
