@@ -11,9 +11,10 @@ use crate::session::SessionLimits;
 use crate::upstream::{Upstream, UpstreamSettings};
 use anyhow::Context;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 /// A proxy ready to serve: policy loaded, listeners bound.
 pub struct App {
@@ -64,6 +65,8 @@ impl App {
             },
             command_timeout: proxy.command_timeout,
             data_timeout: proxy.data_timeout,
+            max_session_duration: proxy.max_session_duration,
+            early_talker_delay: proxy.early_talker_delay,
             policy: arc_swap::ArcSwap::new(policy),
             dns: Some(dns),
             upstream: UpstreamSettings {
@@ -79,6 +82,7 @@ impl App {
             listeners,
             limits: ServerLimits {
                 max_connections: proxy.max_connections,
+                max_connections_per_client: proxy.max_connections_per_client,
                 shutdown_grace: proxy.shutdown_grace,
             },
         })
@@ -102,12 +106,30 @@ impl App {
 }
 
 async fn bind(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
-    let mut listeners = Vec::new();
-    for addr in &config.proxy.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("proxy.listen: cannot listen on {addr}"))?;
-        listeners.push(listener);
-    }
-    Ok(listeners)
+    config
+        .proxy
+        .listen
+        .iter()
+        .map(|addr| {
+            bind_listener(*addr).with_context(|| format!("proxy.listen: cannot listen on {addr}"))
+        })
+        .collect()
+}
+
+/// Connections the kernel may queue before they are accepted (capped by
+/// net.core.somaxconn). The default of 128 overflows under a burst of
+/// clients, and overflowed connections look open to the client but are never
+/// served.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bind a listening socket with a backlog fit for bursts of clients.
+pub fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

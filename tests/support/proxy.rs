@@ -1,11 +1,10 @@
 //! Running relaygate in-process for a test: the real [`relaygate::app::App`]
 //! on a loopback port, configured from TOML text, stopped when dropped.
 
-use relaygate::app::App;
+use relaygate::app::{App, bind_listener};
 use relaygate::config::Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -35,11 +34,11 @@ impl TestProxy {
 
     /// Start relaygate with a validated config.
     pub async fn start_with(config: Config) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = bind_listener("127.0.0.1:0".parse()?)?;
         let addr = listener.local_addr()?;
         let mut listeners = vec![listener];
         // IPv6 loopback too, where the machine has it.
-        let addr_v6 = match TcpListener::bind("[::1]:0").await {
+        let addr_v6 = match bind_listener("[::1]:0".parse()?) {
             Ok(v6) => {
                 let addr = v6.local_addr()?;
                 listeners.push(v6);
@@ -68,6 +67,20 @@ impl TestProxy {
     /// Where IPv6 clients connect ([::1]), if the machine has IPv6 loopback.
     pub fn addr_v6(&self) -> Option<SocketAddr> {
         self.addr_v6
+    }
+
+    /// Ask the proxy to shut down (SIGTERM's path) without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Wait until the proxy has stopped (after [`TestProxy::begin_shutdown`]).
+    pub async fn stopped(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
     }
 
     /// Ask the proxy to shut down and wait until it has.
