@@ -6,6 +6,7 @@ use crate::config::{PolicyConfig, PolicyValue};
 use crate::dns::{Dns, DnsError};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::ResourceLimiter;
 
@@ -31,6 +32,27 @@ pub struct HostState {
     pub(super) budget: Duration,
     pub(super) call_started: Instant,
     pub(super) host_time: Duration,
+    pub(super) waited: WaitClock,
+}
+
+/// Time a call spent yielded to the executor (shared with the yield future,
+/// which cannot reach the store).
+#[derive(Clone, Default)]
+pub(super) struct WaitClock(Arc<AtomicU64>);
+
+impl WaitClock {
+    pub(super) fn add(&self, waited: Duration) {
+        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn take(&self) -> Duration {
+        Duration::from_nanos(self.0.swap(0, Ordering::Relaxed))
+    }
+
+    fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
 }
 
 impl HostState {
@@ -50,6 +72,7 @@ impl HostState {
             budget,
             call_started: Instant::now(),
             host_time: Duration::ZERO,
+            waited: WaitClock::default(),
         }
     }
 
@@ -57,12 +80,17 @@ impl HostState {
     pub(super) fn begin_call(&mut self) {
         self.call_started = Instant::now();
         self.host_time = Duration::ZERO;
+        self.waited.take();
     }
 
     /// Guest time used by the current call: wall time minus time spent
-    /// waiting in host calls (DNS), which the guest cannot control.
+    /// waiting in host calls (DNS) and for the executor, which the guest
+    /// cannot control.
     pub(super) fn guest_time(&self) -> Duration {
-        self.call_started.elapsed().saturating_sub(self.host_time)
+        self.call_started
+            .elapsed()
+            .saturating_sub(self.host_time)
+            .saturating_sub(self.waited.get())
     }
 
     fn resolver(&self) -> Result<Dns, dns::DnsError> {

@@ -182,11 +182,21 @@ impl PolicyInstance {
             let mut store = Store::new(policy.pre.engine(), state);
             store.limiter(|state| state);
             store.epoch_deadline_callback(|context| {
-                if context.data().guest_time() >= context.data().budget {
-                    Err(wasmtime::Error::new(BudgetExceeded))
-                } else {
-                    Ok(UpdateDeadline::Yield(1))
+                let state = context.data();
+                if state.guest_time() >= state.budget {
+                    return Err(wasmtime::Error::new(BudgetExceeded));
                 }
+                // Let other sessions run between ticks of a long call; the
+                // time spent waiting for the executor is not the guest's.
+                let waited = state.waited.clone();
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(async move {
+                        let started = Instant::now();
+                        tokio::task::yield_now().await;
+                        waited.add(started.elapsed());
+                    }),
+                ))
             });
             store.set_epoch_deadline(1);
             let bindings = policy
