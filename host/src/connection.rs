@@ -87,6 +87,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         &mut self,
         timeout: Duration,
     ) -> Result<CommandLine, ConnectionError> {
+        // The whole line must arrive in time: a client dripping one byte at
+        // a time cannot hold the session open (slow loris).
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut skipping = false;
         loop {
             if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
@@ -110,7 +113,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
             }
             // No complete command is waiting: the client expects its replies.
             self.flush().await?;
-            self.fill(timeout).await?;
+            self.fill_until(deadline).await?;
+        }
+    }
+
+    /// Did the client send anything within `delay`? (Before the greeting,
+    /// a well-behaved client says nothing: RFC 5321 3.1.)
+    pub async fn talks_within(&mut self, delay: Duration) -> bool {
+        match self.fill(delay).await {
+            Ok(()) => true,
+            Err(ConnectionError::Timeout) => false,
+            Err(_) => true,
         }
     }
 
@@ -164,8 +177,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         &self.buf[chunk.range.clone()]
     }
 
-    /// Read more bytes into the buffer, compacting it first.
+    /// Read more bytes, waiting at most `timeout`.
     async fn fill(&mut self, timeout: Duration) -> Result<(), ConnectionError> {
+        self.fill_until(tokio::time::Instant::now() + timeout).await
+    }
+
+    /// Read more bytes into the buffer (compacting it first), waiting until
+    /// `deadline` at most.
+    async fn fill_until(&mut self, deadline: tokio::time::Instant) -> Result<(), ConnectionError> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -174,7 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         if self.buf.len() - self.end < READ_CHUNK / 2 {
             self.buf.resize(self.buf.len() + READ_CHUNK, 0);
         }
-        let read = tokio::time::timeout(timeout, self.stream.read(&mut self.buf[self.end..]))
+        let read = tokio::time::timeout_at(deadline, self.stream.read(&mut self.buf[self.end..]))
             .await
             .map_err(|_| ConnectionError::Timeout)??;
         if read == 0 {
@@ -421,6 +440,22 @@ mod tests {
             ]
         );
         assert!(!truncated);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_line_must_arrive_whole_before_the_timeout() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut conn = ClientConnection::new(server);
+        let drip = tokio::spawn(async move {
+            for byte in b"NOOP" {
+                client.write_all(&[*byte]).await.unwrap();
+                tokio::time::sleep(Duration::from_secs(40)).await;
+            }
+            client
+        });
+        let read = conn.read_command(Duration::from_secs(100)).await;
+        assert!(matches!(read, Err(ConnectionError::Timeout)), "{read:?}");
+        drop(drip);
     }
 
     #[tokio::test]

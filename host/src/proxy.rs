@@ -29,6 +29,10 @@ pub struct SharedState {
     pub command_timeout: Duration,
     /// Data timeout.
     pub data_timeout: Duration,
+    /// Longest session.
+    pub max_session_duration: Duration,
+    /// Pre-greeting wait for early talkers (zero: none).
+    pub early_talker_delay: Duration,
     /// The policy new sessions are pinned to.
     pub policy: arc_swap::ArcSwap<LoadedPolicy>,
     /// The resolver for client names.
@@ -83,6 +87,7 @@ pub async fn serve_client<S>(
             context,
         );
         let mut driver = Driver {
+            deadline: tokio::time::Instant::now() + state.max_session_duration,
             conn: ClientConnection::new(stream),
             session,
             policy: PolicyInstance::new(policy, id),
@@ -91,7 +96,16 @@ pub async fn serve_client<S>(
             shutdown,
         };
         tracing::debug!("connected");
-        driver.run().await;
+        // The soft limit closes the session at a command boundary; this hard
+        // one ends a session stuck mid-message (the upstream copy is dropped).
+        let hard_limit = state.max_session_duration + state.data_timeout;
+        if tokio::time::timeout(hard_limit, driver.run())
+            .await
+            .is_err()
+        {
+            tracing::info!("session exceeded its lifetime mid-transaction; closed");
+            driver.upstream = None;
+        }
         if let Some(upstream) = driver.upstream.take() {
             upstream.quit().await;
         }
@@ -114,6 +128,7 @@ fn short_digest(digest: &str) -> &str {
 }
 
 struct Driver<S> {
+    deadline: tokio::time::Instant,
     conn: ClientConnection<S>,
     session: Session,
     policy: PolicyInstance,
@@ -124,6 +139,13 @@ struct Driver<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
     async fn run(&mut self) {
+        let delay = self.state.early_talker_delay;
+        if !delay.is_zero() && self.conn.talks_within(delay).await {
+            tracing::info!("client talked before the greeting");
+            self.conn.queue(&catalogue::early_talker().to_bytes());
+            let _ = self.conn.flush().await;
+            return;
+        }
         let mut action = self.session.start();
         loop {
             action = match action {
@@ -193,7 +215,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                     .close_with(catalogue::shutting_down(&self.state.hostname)),
             );
         }
-        let timeout = self.state.command_timeout;
+        let now = tokio::time::Instant::now();
+        if now >= self.deadline {
+            let reply = catalogue::session_too_long(&self.state.hostname);
+            return Some(self.session.close_with(reply));
+        }
+        let timeout = self.state.command_timeout.min(self.deadline - now);
         let read = tokio::select! {
             read = self.conn.read_command(timeout) => read,
             _ = self.shutdown.changed() => {

@@ -1,13 +1,18 @@
 //! The accept loop: a connection permit is taken before `accept` (so a full
 //! proxy applies backpressure through the kernel's backlog instead of an
-//! unbounded queue), each client runs in its own task, and shutdown stops
-//! accepting, lets sessions finish at their next command boundary within a
-//! grace period, then ends the rest.
+//! unbounded queue), one address may hold only so many connections, each
+//! client runs in its own task, and shutdown stops accepting, lets sessions
+//! finish at their next command boundary within a grace period, then ends
+//! the rest.
 
 use crate::proxy::{SharedState, serve_client};
+use crate::smtp::reply::catalogue;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -17,6 +22,8 @@ use tokio::task::JoinSet;
 pub struct ServerLimits {
     /// Concurrent client connections.
     pub max_connections: usize,
+    /// Concurrent connections from one client address.
+    pub max_connections_per_client: usize,
     /// Time sessions get to finish after shutdown starts.
     pub shutdown_grace: Duration,
 }
@@ -30,12 +37,14 @@ pub async fn run(
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_client = PerClient::new(limits.max_connections_per_client);
     let mut accept_loops = JoinSet::new();
     for listener in listeners {
         accept_loops.spawn(accept_loop(
             listener,
             state.clone(),
             permits.clone(),
+            per_client.clone(),
             stop_rx.clone(),
             limits.shutdown_grace,
         ));
@@ -53,6 +62,7 @@ async fn accept_loop(
     listener: TcpListener,
     state: Arc<SharedState>,
     permits: Arc<Semaphore>,
+    per_client: PerClient,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
@@ -82,10 +92,21 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        let Some(slot) = per_client.claim(client.ip()) else {
+            tracing::info!(client = %client, "too many connections from this address");
+            let reply = catalogue::too_many_connections_from_client(&state.hostname).to_bytes();
+            sessions.spawn(async move {
+                let mut stream = stream;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply)).await;
+                drop(permit);
+            });
+            continue;
+        };
         let session_stop = stop.clone();
         sessions.spawn(async move {
             serve_client(stream, client, server, state, session_stop).await;
-            drop(permit);
+            drop((slot, permit));
         });
     }
     drop(listener);
@@ -100,5 +121,75 @@ async fn accept_loop(
             sessions.len()
         );
         sessions.shutdown().await;
+    }
+}
+
+/// Connections open per client address, shared by every listener.
+#[derive(Clone)]
+struct PerClient {
+    limit: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerClient {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            open: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// A slot for one more connection from `ip`, or none at the limit.
+    fn claim(&self, ip: IpAddr) -> Option<ClientSlot> {
+        let ip = crate::dns::canonical(ip);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            ip,
+            open: self.open.clone(),
+        })
+    }
+}
+
+/// One open connection counted against its address; released on drop.
+struct ClientSlot {
+    ip: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_client_slots_are_counted_and_released() {
+        let per_client = PerClient::new(2);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let a = per_client.claim(ip).unwrap();
+        let _b = per_client.claim(mapped).unwrap();
+        assert!(
+            per_client.claim(ip).is_none(),
+            "mapped IPv6 counts as the same client"
+        );
+        assert!(per_client.claim("192.0.2.2".parse().unwrap()).is_some());
+        drop(a);
+        assert!(per_client.claim(ip).is_some());
     }
 }

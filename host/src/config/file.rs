@@ -30,6 +30,7 @@ pub struct ProxySection {
     pub max_recipients: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_errors: Option<u32>,
+    pub max_connections_per_client: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub command_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -38,6 +39,10 @@ pub struct ProxySection {
     pub upstream_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_session_duration: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub early_talker_delay: Option<Duration>,
 }
 
 /// `[policy]`.

@@ -51,7 +51,14 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     /// Errors (bad commands, refusals of syntax) before a session is closed.
     pub max_errors: u32,
-    /// How long to wait for a client command.
+    /// Concurrent connections from one client address.
+    pub max_connections_per_client: usize,
+    /// Longest a session may last; it is then closed at the next command.
+    pub max_session_duration: Duration,
+    /// Wait this long before greeting and refuse clients that talk first
+    /// (zero: greet at once, no check).
+    pub early_talker_delay: Duration,
+    /// How long a client may take to send a whole command line.
     pub command_timeout: Duration,
     /// How long to wait for each chunk of message data.
     pub data_timeout: Duration,
@@ -222,11 +229,19 @@ impl Config {
         positive("max_connections", max_connections as u64, &mut problems);
         let max_errors = proxy.max_errors.unwrap_or(20);
         positive("max_errors", u64::from(max_errors), &mut problems);
+        let max_connections_per_client = proxy.max_connections_per_client.unwrap_or(50);
+        positive(
+            "max_connections_per_client",
+            max_connections_per_client as u64,
+            &mut problems,
+        );
+        let early_talker_delay = proxy.early_talker_delay.unwrap_or(Duration::ZERO);
         let timeouts = [
             ("command_timeout", proxy.command_timeout, 300),
             ("data_timeout", proxy.data_timeout, 600),
             ("upstream_timeout", proxy.upstream_timeout, 300),
             ("shutdown_grace", proxy.shutdown_grace, 30),
+            ("max_session_duration", proxy.max_session_duration, 3600),
         ]
         .map(|(key, value, default_secs)| {
             let value = value.unwrap_or(Duration::from_secs(default_secs));
@@ -240,6 +255,7 @@ impl Config {
             data_timeout,
             upstream_timeout,
             shutdown_grace,
+            max_session_duration,
         ] = timeouts;
 
         let policy = file.policy;
@@ -316,6 +332,9 @@ impl Config {
                 max_recipients,
                 max_connections,
                 max_errors,
+                max_connections_per_client,
+                max_session_duration,
+                early_talker_delay,
                 command_timeout,
                 data_timeout,
                 upstream_timeout,

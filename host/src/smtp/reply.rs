@@ -223,12 +223,23 @@ pub mod catalogue {
             format!("4.7.0 {hostname} Error: too many errors, closing connection"),
         )
     }
-    /// 421 when the connection limit is reached.
-    pub fn too_many_connections(hostname: &str) -> Reply {
+    /// 421 when a session has lasted too long.
+    pub fn session_too_long(hostname: &str) -> Reply {
         Reply::new(
             421,
-            format!("4.7.0 {hostname} Error: too many connections, try again later"),
+            format!("4.4.2 {hostname} Error: session too long, closing connection"),
         )
+    }
+    /// 421 when one address has too many connections open.
+    pub fn too_many_connections_from_client(hostname: &str) -> Reply {
+        Reply::new(
+            421,
+            format!("4.7.0 {hostname} Error: too many connections from your address"),
+        )
+    }
+    /// 554 for a client that talked before the greeting.
+    pub fn early_talker() -> Reply {
+        Reply::new(554, "5.5.1 Error: talked before the greeting")
     }
     /// 503 for commands in a session whose connection the policy refused.
     pub fn session_refused() -> Reply {
