@@ -2,18 +2,20 @@
 //! compiled and checked, the resolver built and the listeners bound before
 //! anything is served.
 
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::dns::Dns;
 use crate::policy::{LoadedPolicy, PolicyEngine, PolicyServices, load_configured, own_networks};
 use crate::proxy::SharedState;
+use crate::reload::Reloader;
 use crate::server::{self, ServerLimits};
 use crate::session::SessionLimits;
 use crate::upstream::{Upstream, UpstreamSettings};
+use crate::{admin, watch};
 use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use tokio::net::{TcpListener, TcpSocket};
 
 /// A proxy ready to serve: policy loaded, listeners bound.
@@ -22,6 +24,8 @@ pub struct App {
     pub state: Arc<SharedState>,
     /// Bound listeners.
     pub listeners: Vec<TcpListener>,
+    admin: Option<TcpListener>,
+    reloader: Arc<Reloader>,
     limits: ServerLimits,
 }
 
@@ -41,19 +45,39 @@ pub async fn load_policy(
 }
 
 impl App {
-    /// Load the policy, build the resolver and bind every listener.
-    pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let listeners = bind(config).await?;
-        Self::with_listeners(config, listeners).await
+    /// Load the policy, build the resolver and bind every listener (and the
+    /// admin endpoint) named by `config`, which `source` produced.
+    pub async fn build(source: ConfigSource, config: &Config) -> anyhow::Result<Self> {
+        let listeners = bind(config)?;
+        let admin = config
+            .admin_listen
+            .map(|addr| {
+                bind_listener(addr)
+                    .with_context(|| format!("admin.listen: cannot listen on {addr}"))
+            })
+            .transpose()?;
+        Self::assemble(source, config, listeners, admin).await
     }
 
-    /// Like [`App::build`] with listeners the caller bound (tests bind port 0).
+    /// Like [`App::build`] with listeners the caller bound (tests bind port
+    /// 0) and no config file to reload from.
     pub async fn with_listeners(
         config: &Config,
         listeners: Vec<TcpListener>,
     ) -> anyhow::Result<Self> {
+        Self::assemble(ConfigSource::default(), config, listeners, None).await
+    }
+
+    /// Build the proxy around bound listeners.
+    pub async fn assemble(
+        source: ConfigSource,
+        config: &Config,
+        listeners: Vec<TcpListener>,
+        admin: Option<TcpListener>,
+    ) -> anyhow::Result<Self> {
         let dns = Dns::new(&config.dns).context("setting up DNS")?;
-        let engine = PolicyEngine::new().context("starting the WebAssembly engine")?;
+        let engine = PolicyEngine::new(config.policy.cache_dir.clone())
+            .context("starting the WebAssembly engine")?;
         let policy = load_policy(config, &engine, Some(dns.clone())).await?;
         let proxy = &config.proxy;
         let state = Arc::new(SharedState {
@@ -68,7 +92,7 @@ impl App {
             max_session_duration: proxy.max_session_duration,
             early_talker_delay: proxy.early_talker_delay,
             policy: arc_swap::ArcSwap::new(policy),
-            dns: Some(dns),
+            dns: Some(dns.clone()),
             upstream: UpstreamSettings {
                 addr: proxy.upstream.clone(),
                 hostname: proxy.hostname.clone(),
@@ -76,10 +100,20 @@ impl App {
                 smtputf8: Arc::new(AtomicBool::new(false)),
             },
             next_session: AtomicU64::new(1),
+            active_sessions: AtomicUsize::new(0),
         });
+        let reloader = Arc::new(Reloader::new(
+            source,
+            config.clone(),
+            engine,
+            Some(dns),
+            state.clone(),
+        ));
         Ok(Self {
             state,
             listeners,
+            admin,
+            reloader,
             limits: ServerLimits {
                 max_connections: proxy.max_connections,
                 max_connections_per_client: proxy.max_connections_per_client,
@@ -93,6 +127,16 @@ impl App {
         self.state.policy.load_full()
     }
 
+    /// What reloads the policy (SIGHUP, file changes, the admin endpoint).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
+    }
+
+    /// Where the admin endpoint listens, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serve until `shutdown` completes, then drain.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let probe_settings = self.state.upstream.clone();
@@ -101,11 +145,19 @@ impl App {
                 tracing::warn!("upstream {} not reachable yet: {e}", probe_settings.addr);
             }
         });
+        let watcher = watch::spawn(self.reloader.clone());
+        let admin = self
+            .admin
+            .map(|listener| admin::spawn(listener, self.reloader.clone()));
         server::run(self.listeners, self.state, self.limits, shutdown).await;
+        watcher.abort();
+        if let Some(admin) = admin {
+            admin.abort();
+        }
     }
 }
 
-async fn bind(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
+fn bind(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
     config
         .proxy
         .listen

@@ -42,6 +42,12 @@ pub enum LogFormat {
 pub enum Command {
     /// Validate the config and policy, print the effective mode, and exit.
     Check,
+    /// Ask the running proxy to reload its config and policy now
+    /// (needs [admin] listen; SIGHUP does the same).
+    Reload,
+    /// Show the running proxy's policy, reload history and sessions
+    /// (needs [admin] listen).
+    Status,
     /// Policy tools.
     Policy {
         /// What to do with the policy.

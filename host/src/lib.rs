@@ -14,15 +14,20 @@
 //! - [`upstream`]: the SMTP client towards the existing mail server.
 //!
 //! [`config`] turns the TOML file into one validated [`config::Config`];
-//! [`app`] assembles a running proxy from it.
+//! [`app`] assembles a running proxy from it. [`reload`] swaps a new policy
+//! in (triggered by SIGHUP, [`watch`] or the [`admin`] endpoint) while
+//! sessions in progress keep the one they started with.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod connection;
 pub mod dns;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod smtp;
 pub mod upstream;
+pub mod watch;

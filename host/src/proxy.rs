@@ -13,7 +13,7 @@ use crate::smtp::{Reply, parse_command};
 use crate::upstream::{ClientIdentity, Upstream, UpstreamError, UpstreamSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -41,6 +41,24 @@ pub struct SharedState {
     pub upstream: UpstreamSettings,
     /// Session id counter.
     pub next_session: AtomicU64,
+    /// Sessions now open.
+    pub active_sessions: AtomicUsize,
+}
+
+/// Counts a session as active while it lives.
+struct ActiveSession<'a>(&'a AtomicUsize);
+
+impl<'a> ActiveSession<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for ActiveSession<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Serve one client until it quits, times out or the proxy shuts down.
@@ -57,6 +75,7 @@ pub async fn serve_client<S>(
     let policy = state.policy.load_full();
     let span = tracing::info_span!("session", id, client = %client, policy = %short_digest(policy.digest()));
     async move {
+        let _active = ActiveSession::enter(&state.active_sessions);
         let client_name = match state
             .dns
             .clone()

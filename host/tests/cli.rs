@@ -155,3 +155,112 @@ fn runs_with_flags_greets_and_stops_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "port {port} never opened"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sighup_and_relaygate_reload_swap_the_policy_and_status_shows_it() {
+    let (smtp, admin) = (free_port(), free_port());
+    let config = |flag: u8| {
+        format!(
+            "[proxy]\nlisten = [\"127.0.0.1:{smtp}\"]\nupstream = \"127.0.0.1:9\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[policy.config]\nopen_relay_addr_flag = {flag}\n"
+        )
+    };
+    let (_dir, path) = write_config(&config(1));
+    let path_text = path.to_str().unwrap();
+    let mut child = relaygate()
+        .args(["--config", path_text])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(admin);
+    let status = run(&["status", "--config", path_text]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(
+        text(&status.stdout).contains("restricted relay ON"),
+        "{}",
+        text(&status.stdout)
+    );
+
+    // SIGHUP re-reads the file.
+    std::fs::write(&path, config(0)).unwrap();
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    loop {
+        let status = text(&run(&["status", "--config", path_text]).stdout);
+        if status.contains("\"open_relay\": true") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "SIGHUP did not reload: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // `relaygate reload` does the same, and reports a refusal.
+    std::fs::write(
+        &path,
+        config(1).replace("open_relay_addr_flag", "open_relay_adr_flag"),
+    )
+    .unwrap();
+    let refused = run(&["reload", "--config", path_text]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stdout).contains("open_relay_adr_flag"),
+        "{}",
+        text(&refused.stdout)
+    );
+    std::fs::write(&path, config(1)).unwrap();
+    let reloaded = run(&["reload", "--config", path_text]);
+    assert!(
+        reloaded.status.success(),
+        "{}{}",
+        text(&reloaded.stdout),
+        text(&reloaded.stderr)
+    );
+    assert!(
+        text(&reloaded.stdout).contains("restricted relay ON"),
+        "{}",
+        text(&reloaded.stdout)
+    );
+
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let _ = child.wait();
+}
+
+#[test]
+fn reload_without_an_admin_endpoint_says_how() {
+    let out = run(&["reload"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("[admin] listen"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -2,21 +2,32 @@
 //! on a loopback port, configured from TOML text, stopped when dropped.
 
 use relaygate::app::{App, bind_listener};
-use relaygate::config::Config;
+use relaygate::config::{Config, ConfigSource};
+use relaygate::reload::Reloader;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The misbehaving fixture policy (built by `cargo xtask guests`).
+/// The misbehaving fixture policy (built by `cargo xtask guests`): accepts
+/// unless its config says otherwise.
 pub fn misbehaving_wasm() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/misbehaving.wasm")
+}
+
+/// The same fixture built to reject recipients unless its config says
+/// otherwise: a second module that accepts the same config and disagrees.
+pub fn misbehaving_reject_wasm() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/misbehaving-reject.wasm")
 }
 
 /// A running proxy.
 pub struct TestProxy {
     addr: SocketAddr,
     addr_v6: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    reloader: Arc<Reloader>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -34,6 +45,24 @@ impl TestProxy {
 
     /// Start relaygate with a validated config.
     pub async fn start_with(config: Config) -> anyhow::Result<Self> {
+        Self::launch(ConfigSource::default(), config).await
+    }
+
+    /// Start relaygate from a config file, as `relaygate --config FILE`
+    /// does (so reloads read the file again). `[proxy] listen` is ignored;
+    /// `[admin] listen`, if set, is bound on 127.0.0.1 at a free port.
+    pub async fn start_from_file(path: &std::path::Path) -> anyhow::Result<Self> {
+        let source = ConfigSource {
+            path: Some(path.to_path_buf()),
+            ..ConfigSource::default()
+        };
+        let config = source
+            .load()
+            .map_err(|e| anyhow::anyhow!("test config refused:\n{e}"))?;
+        Self::launch(source, config).await
+    }
+
+    async fn launch(source: ConfigSource, config: Config) -> anyhow::Result<Self> {
         let listener = bind_listener("127.0.0.1:0".parse()?)?;
         let addr = listener.local_addr()?;
         let mut listeners = vec![listener];
@@ -46,7 +75,13 @@ impl TestProxy {
             }
             Err(_) => None,
         };
-        let app = App::with_listeners(&config, listeners).await?;
+        let admin = match config.admin_listen {
+            Some(_) => Some(bind_listener("127.0.0.1:0".parse()?)?),
+            None => None,
+        };
+        let app = App::assemble(source, &config, listeners, admin).await?;
+        let admin = app.admin_addr();
+        let reloader = app.reloader();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(app.run(async {
             let _ = stopped.await;
@@ -54,6 +89,8 @@ impl TestProxy {
         Ok(Self {
             addr,
             addr_v6,
+            admin,
+            reloader,
             stop: Some(stop),
             task: Some(task),
         })
@@ -62,6 +99,16 @@ impl TestProxy {
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the admin endpoint listens, if the config has `[admin]`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// The proxy's reloader (what SIGHUP and the admin endpoint call).
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
     }
 
     /// Where IPv6 clients connect ([::1]), if the machine has IPv6 loopback.

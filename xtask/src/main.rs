@@ -34,22 +34,34 @@ const PROFILE: &str = "guest";
 struct Guest {
     /// Cargo package name.
     package: &'static str,
+    /// Cargo features to build it with.
+    features: &'static str,
     /// The core module cargo produces, in the profile's output directory.
     module: &'static str,
     /// The checked-in component, relative to the workspace root.
     artifact: &'static str,
 }
 
-const GUESTS: [Guest; 2] = [
+const GUESTS: [Guest; 3] = [
     Guest {
         package: "apple-relay-policy",
+        features: "",
         module: "apple_relay_policy.wasm",
         artifact: "host/assets/apple-relay.wasm",
     },
     Guest {
         package: "misbehaving-guest",
+        features: "",
         module: "misbehaving_guest.wasm",
         artifact: "tests/fixtures/misbehaving.wasm",
+    },
+    // The same fixture judging recipients the other way: hot-swap tests
+    // need two modules that accept the same config and disagree.
+    Guest {
+        package: "misbehaving-guest",
+        features: "reject-by-default",
+        module: "misbehaving_guest.wasm",
+        artifact: "tests/fixtures/misbehaving-reject.wasm",
     },
 ];
 
@@ -227,6 +239,7 @@ fn build(root: &Path, target_dir: &Path, rustflags: &str, guest: &Guest) -> Resu
         .current_dir(root)
         .args(["build", "--profile", PROFILE, "--target", TARGET])
         .args(["--package", guest.package])
+        .args(["--features", guest.features])
         .arg("--target-dir")
         .arg(target_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags)

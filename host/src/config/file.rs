@@ -17,6 +17,15 @@ pub struct ConfigFile {
     pub dns: DnsSection,
     pub auth: Option<AuthSection>,
     pub tls: Option<TlsSection>,
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[proxy]`.
@@ -55,6 +64,7 @@ pub struct PolicySection {
     pub call_timeout: Option<Duration>,
     pub memory_limit: Option<u64>,
     pub on_failure: Option<FailureModeName>,
+    pub cache_dir: Option<std::path::PathBuf>,
     pub config: Option<toml::Table>,
 }
 

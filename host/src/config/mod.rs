@@ -3,9 +3,11 @@
 
 mod file;
 mod policy_table;
+mod source;
 
 use file::{AuthBackendName, ConfigFile, FailureModeName};
 pub use policy_table::{PolicyConfig, PolicyValue};
+pub use source::ConfigSource;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,12 +32,14 @@ pub struct Config {
     pub auth: Option<AuthConfig>,
     /// `[tls]`, parsed and checked; see [`Config::inactive_sections`].
     pub tls: Option<TlsConfig>,
+    /// `[admin] listen`: the loopback HTTP endpoint for status and reload.
+    pub admin_listen: Option<SocketAddr>,
     /// The file this came from; none for the embedded default.
     pub source: Option<PathBuf>,
 }
 
 /// `[proxy]`: listeners, upstream and session limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyConfig {
     /// Addresses to listen on.
     pub listen: Vec<SocketAddr>,
@@ -93,6 +97,8 @@ pub struct PolicySettings {
     pub module: ModuleSource,
     /// Reload when the module file changes.
     pub watch: bool,
+    /// Where compiled modules are cached across restarts; none: memory only.
+    pub cache_dir: Option<PathBuf>,
     /// CPU-time budget of one hook call.
     pub call_timeout: Duration,
     /// Linear-memory cap of one policy instance, in bytes.
@@ -342,7 +348,8 @@ impl Config {
             },
             policy: PolicySettings {
                 module,
-                watch: policy.watch.unwrap_or(false),
+                watch: policy.watch.unwrap_or(true),
+                cache_dir: policy.cache_dir.or_else(default_cache_dir),
                 call_timeout,
                 memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
                 on_failure,
@@ -351,6 +358,7 @@ impl Config {
             dns,
             auth,
             tls,
+            admin_listen: file.admin.listen,
             source: None,
         };
         problems.extend(config.overridable_problems());
@@ -405,11 +413,6 @@ impl Config {
                 "[tls] is accepted but STARTTLS is not implemented in this version: it is not offered".to_string(),
             );
         }
-        if self.policy.watch {
-            notes.push(
-                "[policy] watch = true is accepted but hot reload is not implemented in this version: restart to load a new module".to_string(),
-            );
-        }
         notes
     }
 }
@@ -427,6 +430,14 @@ fn check_host_port(text: &str) -> Result<(), &'static str> {
         }
         _ => Err("is not host:port (e.g. \"127.0.0.1:25\" or \"mail.example.com:25\")"),
     }
+}
+
+/// `$XDG_CACHE_HOME/relaygate`, else `$HOME/.cache/relaygate`.
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::home_dir().map(|home| home.join(".cache")))?;
+    Some(base.join("relaygate"))
 }
 
 fn system_hostname() -> String {

@@ -3,6 +3,7 @@
 //! pre-instantiate, and run its `init` once.
 
 use super::bindings::{PACKAGE, PolicyPre, VERSION};
+use super::cache::{CompiledCache, hex};
 use super::host_state::{HostState, PolicyServices};
 use super::instance::PolicyInstance;
 use super::{LoadedPolicy, PolicyInfo};
@@ -47,12 +48,14 @@ pub enum LoadError {
 pub struct PolicyEngine {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
+    cache: Arc<CompiledCache>,
 }
 
 impl PolicyEngine {
     /// Create the engine and start its epoch ticker thread (which stops when
-    /// the last clone of the engine is dropped).
-    pub fn new() -> anyhow::Result<Self> {
+    /// the last clone of the engine is dropped). Compiled modules are cached
+    /// in `cache_dir` when given.
+    pub fn new(cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -75,12 +78,14 @@ impl PolicyEngine {
         )
         .map_err(anyhow::Error::from)?;
         Ok(Self {
+            cache: Arc::new(CompiledCache::new(&engine, cache_dir)),
             engine,
             linker: Arc::new(linker),
         })
     }
 
-    /// Compile and check a component, then run its `init`.
+    /// Compile (or take from the cache) and check a component, then run its
+    /// `init`. Compiling happens on a blocking thread, off the sessions' path.
     pub async fn load(
         &self,
         name: &str,
@@ -90,7 +95,12 @@ impl PolicyEngine {
     ) -> Result<Arc<LoadedPolicy>, LoadError> {
         let started = Instant::now();
         let digest = hex(&Sha256::digest(bytes));
-        let component = self.compile(bytes)?;
+        check_is_component(bytes)?;
+        let (component, origin) = self
+            .cache
+            .component(&self.engine, &digest, Arc::from(bytes))
+            .await
+            .map_err(LoadError::Invalid)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -104,6 +114,7 @@ impl PolicyEngine {
             settings: settings.clone(),
             services: Arc::new(services),
             compile_time: Duration::ZERO,
+            origin,
         });
         let info = PolicyInstance::run_init(loaded.clone()).await?;
         let only = Arc::get_mut(&mut loaded).expect("the init instance is gone");
@@ -112,13 +123,9 @@ impl PolicyEngine {
         Ok(loaded)
     }
 
-    /// Compile bytes into a component.
+    /// Compile bytes into a component (no cache: for inspection).
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
-        if wasmparser_is_core_module(bytes) {
-            return Err(LoadError::Invalid(
-                "this is a core WebAssembly module, not a component (use wit-component or wasm-tools component new)".to_string(),
-            ));
-        }
+        check_is_component(bytes)?;
         Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
     }
 
@@ -166,13 +173,15 @@ fn semver_compatible(found: &str, ours: &str) -> bool {
     }
 }
 
-/// A core module starts with the same magic but a different layer/version word.
-fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
-    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A core module starts with the same magic as a component but a different
+/// layer/version word; say so rather than let the parser be cryptic.
+fn check_is_component(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::Invalid(
+            "this is a core WebAssembly module, not a component (use wit-component or wasm-tools component new)".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,12 +5,14 @@
 //! [`PolicyInstance`], whose hook calls run under a time and memory budget.
 
 mod bindings;
+mod cache;
 mod engine;
 mod host_state;
 mod instance;
 mod verdict;
 
 pub use bindings::{PACKAGE as WIT_PACKAGE, VERSION as WIT_VERSION};
+pub use cache::Origin;
 pub use engine::{BUILTIN_APPLE_RELAY_WASM, LoadError, PolicyEngine};
 pub use host_state::{PolicyServices, own_networks};
 pub use instance::{PolicyAnswer, PolicyFailure, PolicyInstance};
@@ -32,6 +34,7 @@ pub struct LoadedPolicy {
     settings: PolicySettings,
     services: Arc<PolicyServices>,
     compile_time: Duration,
+    origin: Origin,
 }
 
 impl LoadedPolicy {
@@ -50,9 +53,14 @@ impl LoadedPolicy {
         &self.info
     }
 
-    /// Compile, check and init time.
+    /// Compile (or cache lookup), check and init time.
     pub fn load_time(&self) -> Duration {
         self.compile_time
+    }
+
+    /// Whether the compiled code came from a cache.
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 }
 

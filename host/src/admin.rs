@@ -1,0 +1,96 @@
+//! The admin endpoint (`[admin] listen`, meant for loopback): plain HTTP for
+//! the operators' tools.
+//!
+//! - `GET /healthz`: 200 while the process serves.
+//! - `GET /status`: JSON: the policy serving new sessions, reload counters,
+//!   active sessions.
+//! - `POST /reload`: reload config and policy now (what SIGHUP does); 200
+//!   with the new digest, or 500 with the reason the old policy kept serving.
+
+use crate::reload::Reloader;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::net::TcpListener;
+
+/// Serve admin requests on `listener` until the task is dropped.
+pub fn spawn(listener: TcpListener, reloader: Arc<Reloader>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let reloader = reloader.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let reloader = reloader.clone();
+                    async move { Ok::<_, Infallible>(respond(request, &reloader).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
+
+async fn respond(request: Request<Incoming>, reloader: &Reloader) -> Response<Full<Bytes>> {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/status") => {
+            let policy = reloader.current();
+            let info = policy.info();
+            let body = json!({
+                "policy": {
+                    "module": policy.name(),
+                    "name": info.name,
+                    "digest": policy.digest(),
+                    "summary": info.summary,
+                    "open_relay": info.open_relay,
+                    "load_ms": u64::try_from(policy.load_time().as_millis()).unwrap_or(u64::MAX),
+                    "origin": format!("{:?}", policy.origin()).to_lowercase(),
+                },
+                "reloads": reloader.status(),
+                "sessions": { "active": reloader.active_sessions().load(Ordering::Relaxed) },
+            });
+            json_response(StatusCode::OK, &body)
+        }
+        (&Method::POST, "/reload") => match reloader.reload("admin").await {
+            Ok(swapped) => {
+                json_response(StatusCode::OK, &json!({ "ok": true, "swapped": swapped }))
+            }
+            Err(error) => json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({ "ok": false, "error": error }),
+            ),
+        },
+        (_, "/healthz" | "/status" | "/reload") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut bytes = serde_json::to_vec_pretty(body).unwrap_or_default();
+    bytes.push(b'\n');
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}

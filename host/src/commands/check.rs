@@ -1,0 +1,47 @@
+//! `relaygate check`: validate the config and policy, print the effective mode.
+
+use relaygate::app::load_policy;
+use relaygate::config::Config;
+use relaygate::policy::PolicyEngine;
+
+/// `relaygate check`: everything `run` checks, without serving.
+pub async fn check(config: &Config) -> anyhow::Result<()> {
+    let engine = PolicyEngine::new(config.policy.cache_dir.clone())?;
+    let policy = load_policy(config, &engine, None).await?;
+    let info = policy.info();
+    let source = config.source.as_ref().map_or_else(
+        || "embedded default".to_string(),
+        |p| p.display().to_string(),
+    );
+    println!("config:    {source}: OK");
+    println!(
+        "listen:    {}",
+        config
+            .proxy
+            .listen
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("upstream:  {}", config.proxy.upstream);
+    println!("hostname:  {}", config.proxy.hostname);
+    println!(
+        "limits:    max_message_size {} bytes, max_recipients {}",
+        config.proxy.max_message_size, config.proxy.max_recipients
+    );
+    println!(
+        "policy:    {} ({}), sha256 {}",
+        policy.name(),
+        info.name,
+        policy.digest()
+    );
+    println!("mode:      {}", info.summary);
+    for note in config.inactive_sections() {
+        println!("note:      {note}");
+    }
+    if info.open_relay {
+        println!("WARNING:   OPEN RELAY: any client may relay mail to any domain");
+    }
+    Ok(())
+}

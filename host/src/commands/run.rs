@@ -1,0 +1,50 @@
+//! `relaygate` (no subcommand): serve until SIGTERM/SIGINT; SIGHUP reloads.
+
+use relaygate::app::App;
+use relaygate::config::{Config, ConfigSource};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Run the proxy.
+pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
+    for note in config.inactive_sections() {
+        tracing::warn!("{note}");
+    }
+    let app = App::build(source, &config).await?;
+    let policy = app.policy();
+    let info = policy.info();
+    tracing::info!(
+        listen = ?config.proxy.listen,
+        upstream = %config.proxy.upstream,
+        admin = ?app.admin_addr(),
+        policy = policy.name(),
+        digest = policy.digest(),
+        load_ms = policy.load_time().as_millis() as u64,
+        "relaygate ready: {}",
+        info.summary
+    );
+    if info.open_relay {
+        tracing::warn!(
+            "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain"
+        );
+    }
+    let reloader = app.reloader();
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let _ = reloader.reload("SIGHUP").await;
+        }
+    });
+    app.run(shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
