@@ -9,7 +9,7 @@
 #   SESSIONS ["1 20 100"]  concurrent sessions, one load per value
 #   MESSAGES [2000]        messages per run
 #   SIZE     [1024]        message size in bytes
-#   PER_CONN [1]           messages per connection (smtp-source -C; >1 = persistent)
+#   PERSISTENT [0]         1: all messages of a session over one connection (smtp-source -d)
 #   REPEATS  [5]           interleaved repeats per load
 # Needs: postfix (smtp-sink, smtp-source). Loopback only.
 set -euo pipefail
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 SESSIONS=${SESSIONS:-"1 20 100"}
 MESSAGES=${MESSAGES:-2000}
 SIZE=${SIZE:-1024}
-PER_CONN=${PER_CONN:-1}
+PERSISTENT=${PERSISTENT:-0}
 REPEATS=${REPEATS:-5}
 
 for tool in smtp-sink smtp-source; do
@@ -50,6 +50,7 @@ listen = ["127.0.0.1:$proxy_port"]
 upstream = "127.0.0.1:$sink_port"
 hostname = "bench.relaygate.test"
 max_connections = 2000
+max_connections_per_client = 2000
 
 [policy.config]
 open_relay_addr_flag = 1
@@ -65,7 +66,8 @@ wait_port "$proxy_port"
 run_load() {
     local port=$1 sessions=$2 start end
     start=$(date +%s.%N)
-    smtp-source -s "$sessions" -m "$MESSAGES" -l "$SIZE" -C "$PER_CONN" \
+    local keep=(); [ "$PERSISTENT" = 1 ] && keep=(-d)
+    smtp-source "${keep[@]}" -s "$sessions" -m "$MESSAGES" -l "$SIZE" \
         -f bench@example.com -t sink@remote.example.net -M client.bench.test \
         127.0.0.1:"$port" >/dev/null
     end=$(date +%s.%N)
@@ -77,7 +79,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$proxy_pid/stat"; }
 ticks_per_second=$(getconf CLK_TCK)
 
-printf '%s\n' "machine: $(nproc) cores, $(uname -r); messages/run $MESSAGES, size $SIZE B, per connection $PER_CONN, repeats $REPEATS"
+printf '%s\n' "machine: $(nproc) cores, $(uname -r); messages/run $MESSAGES, size $SIZE B, persistent $PERSISTENT, repeats $REPEATS"
 printf '%-9s %14s %14s %8s %16s\n' sessions "direct msg/s" "proxy msg/s" ratio "proxy CPU/msg"
 for sessions in $SESSIONS; do
     : > "$work/direct"; : > "$work/proxy"; cpu_total=0

@@ -248,11 +248,7 @@ async fn smuggling_attempts_never_reach_the_upstream() {
     for data in variants {
         let mut c = client(&proxy).await;
         c.ehlo("client.test").await.unwrap();
-        c.cmd_expect("MAIL FROM:<a@example.com>", 250)
-            .await
-            .unwrap();
-        c.cmd_expect("RCPT TO:<b@example.com>", 250).await.unwrap();
-        c.cmd_expect("DATA", 354).await.unwrap();
+        c.start_data("a@example.com", "b@example.com").await.unwrap();
         c.send_raw(data).await.unwrap();
         let reply = c.read_reply().await.unwrap();
         assert_eq!(

@@ -53,7 +53,7 @@ async fn respond(request: Request<Incoming>, reloader: &Reloader) -> Response<Fu
                     "digest": policy.digest(),
                     "summary": info.summary,
                     "open_relay": info.open_relay,
-                    "load_ms": u64::try_from(policy.load_time().as_millis()).unwrap_or(u64::MAX),
+                    "load_us": u64::try_from(policy.load_time().as_micros()).unwrap_or(u64::MAX),
                     "origin": format!("{:?}", policy.origin()).to_lowercase(),
                 },
                 "reloads": reloader.status(),

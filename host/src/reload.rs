@@ -34,8 +34,8 @@ pub struct Swapped {
     pub digest: String,
     /// The policy's one-line summary.
     pub summary: String,
-    /// Time from trigger to swap.
-    pub millis: u64,
+    /// Time from trigger to swap, in microseconds.
+    pub micros: u64,
     /// Whether the compiled code came from a cache.
     pub origin: String,
 }
@@ -120,14 +120,14 @@ impl Reloader {
                 let swapped = Swapped {
                     digest: policy.digest().to_string(),
                     summary: policy.info().summary.clone(),
-                    millis: millis(started.elapsed()),
+                    micros: micros(started.elapsed()),
                     origin: format!("{:?}", policy.origin()).to_lowercase(),
                 };
                 tracing::info!(
                     trigger,
                     policy = policy.name(),
                     digest = %swapped.digest,
-                    millis = swapped.millis,
+                    micros = swapped.micros,
                     origin = %swapped.origin,
                     "policy swapped in: {}",
                     swapped.summary
@@ -172,6 +172,6 @@ impl Reloader {
     }
 }
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }

@@ -461,6 +461,18 @@ impl SmtpClient {
         Ok(transaction)
     }
 
+    /// `MAIL FROM:<from>`, `RCPT TO:<rcpt>` and `DATA`, each expected to be
+    /// accepted: the client is then to send the message content.
+    ///
+    /// # Errors
+    /// When a reply is not the expected 250 or 354.
+    pub async fn start_data(&mut self, from: &str, rcpt: &str) -> anyhow::Result<()> {
+        self.cmd_expect(&format!("MAIL FROM:<{from}>"), 250).await?;
+        self.cmd_expect(&format!("RCPT TO:<{rcpt}>"), 250).await?;
+        self.cmd_expect("DATA", 354).await?;
+        Ok(())
+    }
+
     /// After a 354, sends `content` dot-stuffed and terminated (see
     /// [`SmtpClient::send_message`]) and reads the final reply.
     ///

@@ -15,7 +15,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 /// How often the epoch advances; the resolution of call deadlines.
-pub(super) const TICK: Duration = Duration::from_millis(2);
+pub(super) const TICK: Duration = Duration::from_millis(10);
 
 /// The embedded default policy (built from `policy-guest/` by `cargo xtask guests`).
 pub const BUILTIN_APPLE_RELAY_WASM: &[u8] = include_bytes!("../../assets/apple-relay.wasm");

@@ -72,6 +72,20 @@ fn ready() -> Session {
     s
 }
 
+/// In a transaction with one recipient, after the upstream's 354.
+fn receiving_data() -> Session {
+    let mut s = ready();
+    cmd(&mut s, "MAIL FROM:<a@x.test>");
+    accept(&mut s);
+    upstream_ok(&mut s, 250);
+    cmd(&mut s, "RCPT TO:<b@x.test>");
+    accept(&mut s);
+    upstream_ok(&mut s, 250);
+    cmd(&mut s, "DATA");
+    assert!(matches!(upstream_ok(&mut s, 354), Action::ReceiveData(_)));
+    s
+}
+
 fn upstream_ok(s: &mut Session, code: u16) -> Action {
     s.upstream_answered(Ok(Reply::new(code, "x")))
 }
@@ -174,15 +188,7 @@ fn upstream_rejections_are_relayed_and_failures_are_transient() {
 
 #[test]
 fn bad_data_aborts_upstream() {
-    let mut s = ready();
-    cmd(&mut s, "MAIL FROM:<a@x.test>");
-    accept(&mut s);
-    upstream_ok(&mut s, 250);
-    cmd(&mut s, "RCPT TO:<b@x.test>");
-    accept(&mut s);
-    upstream_ok(&mut s, 250);
-    cmd(&mut s, "DATA");
-    upstream_ok(&mut s, 354);
+    let mut s = receiving_data();
     let action = s.data_received(DataOutcome::Refused(DataProblem::BareLineEnding));
     assert!(matches!(action, Action::AbortUpstream(ref r) if r.code() == 550));
     assert!(!s.in_transaction());
@@ -190,15 +196,7 @@ fn bad_data_aborts_upstream() {
 
 #[test]
 fn policy_reject_at_data_aborts_upstream() {
-    let mut s = ready();
-    cmd(&mut s, "MAIL FROM:<a@x.test>");
-    accept(&mut s);
-    upstream_ok(&mut s, 250);
-    cmd(&mut s, "RCPT TO:<b@x.test>");
-    accept(&mut s);
-    upstream_ok(&mut s, 250);
-    cmd(&mut s, "DATA");
-    upstream_ok(&mut s, 354);
+    let mut s = receiving_data();
     s.data_received(DataOutcome::Complete(MessageSummary::default()));
     let action = s.policy_answered(
         Decision::Reject(Reply::new(550, "5.7.1 no")),
