@@ -55,11 +55,19 @@ pub struct ClientConnection<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
     /// Wrap a connected stream.
     pub fn new(stream: S) -> Self {
+        Self::with_input(stream, &[])
+    }
+
+    /// Wrap a connected stream whose first bytes were already read (after a
+    /// PROXY protocol header).
+    pub fn with_input(stream: S, input: &[u8]) -> Self {
+        let mut buf = vec![0; READ_CHUNK.max(input.len())];
+        buf[..input.len()].copy_from_slice(input);
         Self {
             stream,
-            buf: vec![0; READ_CHUNK],
+            buf,
             start: 0,
-            end: 0,
+            end: input.len(),
             out: Vec::with_capacity(1024),
         }
     }
@@ -163,10 +171,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
                 });
             }
             if self.end - self.start >= MAX_TEXT_LINE {
-                // A line longer than allowed: account for it and drop it.
-                checker.overlong(&self.buf[self.start..self.end]);
+                // A line longer than allowed: account for it and drop it,
+                // but keep a final CR, which may be the first half of the
+                // line's CRLF (otherwise where the message ends would depend
+                // on how TCP split the bytes).
+                let keep_cr = self.buf[self.end - 1] == b'\r';
+                let drop_end = self.end - usize::from(keep_cr);
+                checker.overlong(&self.buf[self.start..drop_end]);
                 self.start = 0;
                 self.end = 0;
+                if keep_cr {
+                    self.buf[0] = b'\r';
+                    self.end = 1;
+                }
             }
             self.fill(timeout).await?;
         }
@@ -486,6 +503,33 @@ mod tests {
             conn.read_command(t).await,
             Err(ConnectionError::Closed)
         ));
+    }
+
+    #[tokio::test]
+    async fn an_overlong_line_split_after_its_cr_still_ends_where_it_should() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut conn = ClientConnection::new(server);
+        let mut line = vec![b'x'; 1023];
+        line.extend_from_slice(b"\r");
+        let writer = tokio::spawn(async move {
+            client.write_all(&line).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            client.write_all(b"\n.\r\nQUIT\r\n").await.unwrap();
+            client
+        });
+        let mut checker = DataChecker::new(1 << 20);
+        while !conn
+            .read_data_chunk(Duration::from_secs(5), &mut checker)
+            .await
+            .unwrap()
+            .done
+        {}
+        assert_eq!(checker.problem(), Some(DataProblem::LineTooLong));
+        assert_eq!(
+            conn.read_command(Duration::from_secs(5)).await.unwrap(),
+            CommandLine::Line(b"QUIT".to_vec())
+        );
+        drop(writer);
     }
 
     #[tokio::test]
