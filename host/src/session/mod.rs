@@ -393,10 +393,19 @@ impl Session {
             }
             _ => {}
         }
+        if let Some(param) = params.first()
+            && !self.context.esmtp
+        {
+            // Parameters are ESMTP: a client that said HELO was offered none.
+            return self.error(catalogue::unsupported_parameter(&param.name));
+        }
         for param in &params {
             let value = param.value.as_deref();
             match (param.name.as_str(), value) {
                 ("SIZE", Some(v)) => match v.parse::<u64>() {
+                    _ if !v.bytes().all(|b| b.is_ascii_digit()) => {
+                        return self.error(catalogue::syntax("SIZE=<number>"));
+                    }
                     Ok(size) if size > self.limits.max_message_size => {
                         return self.error(catalogue::message_too_big());
                     }

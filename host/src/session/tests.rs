@@ -12,7 +12,7 @@ fn session() -> Session {
         SessionLimits {
             max_message_size: 1000,
             max_recipients: 2,
-            max_errors: 5,
+            max_errors: 10,
         },
         Capabilities::default(),
         PolicyContext {
@@ -210,6 +210,7 @@ fn mail_parameters() {
     let mut s = ready();
     assert_eq!(code(&cmd(&mut s, "MAIL FROM:<a@x.test> SIZE=1001")), 552);
     assert_eq!(code(&cmd(&mut s, "MAIL FROM:<a@x.test> SIZE=abc")), 501);
+    assert_eq!(code(&cmd(&mut s, "MAIL FROM:<a@x.test> SIZE=+5")), 501);
     assert_eq!(code(&cmd(&mut s, "MAIL FROM:<a@x.test> RET=FULL")), 555);
     assert_eq!(
         code(&cmd(&mut s, "MAIL FROM:<a@x.test> SMTPUTF8")),
@@ -218,6 +219,20 @@ fn mail_parameters() {
     );
     assert!(matches!(
         cmd(&mut s, "MAIL FROM:<a@x.test> SIZE=999 BODY=8BITMIME"),
+        Action::Ask(_)
+    ));
+}
+
+#[test]
+fn parameters_need_ehlo() {
+    let mut s = session();
+    s.start();
+    accept(&mut s);
+    cmd(&mut s, "HELO client.test");
+    assert_eq!(code(&accept(&mut s)), 250);
+    assert_eq!(code(&cmd(&mut s, "MAIL FROM:<a@x.test> SIZE=10")), 555);
+    assert!(matches!(
+        cmd(&mut s, "MAIL FROM:<a@x.test>"),
         Action::Ask(_)
     ));
 }
@@ -245,7 +260,7 @@ fn connect_refusal_allows_only_quit() {
 #[test]
 fn too_many_errors_close_the_session() {
     let mut s = ready();
-    for _ in 0..4 {
+    for _ in 0..9 {
         assert_eq!(code(&cmd(&mut s, "BOGUS")), 500);
     }
     assert!(matches!(cmd(&mut s, "BOGUS"), Action::Close(ref r) if r.code() == 421));
