@@ -120,7 +120,9 @@ async fn shutdown_lets_the_transaction_finish_then_says_421() {
     let addr = proxy.addr();
     let (mut c, _) = greeting_from(&proxy, "127.0.0.1").await;
     c.ehlo("client.test").await.unwrap();
-    c.start_data("a@example.com", "b@example.com").await.unwrap();
+    c.start_data("a@example.com", "b@example.com")
+        .await
+        .unwrap();
     proxy.begin_shutdown();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // New clients are no longer served.

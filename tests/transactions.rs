@@ -248,7 +248,9 @@ async fn smuggling_attempts_never_reach_the_upstream() {
     for data in variants {
         let mut c = client(&proxy).await;
         c.ehlo("client.test").await.unwrap();
-        c.start_data("a@example.com", "b@example.com").await.unwrap();
+        c.start_data("a@example.com", "b@example.com")
+            .await
+            .unwrap();
         c.send_raw(data).await.unwrap();
         let reply = c.read_reply().await.unwrap();
         assert_eq!(

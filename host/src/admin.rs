@@ -2,6 +2,9 @@
 //! the operators' tools.
 //!
 //! - `GET /healthz`: 200 while the process serves.
+//! - `GET /readyz`: 200 once the listeners are bound and the policy is
+//!   compiled, 503 again when shutdown starts.
+//! - `GET /metrics`: Prometheus text exposition.
 //! - `GET /status`: JSON: the policy serving new sessions, reload counters,
 //!   active sessions.
 //! - `POST /reload`: reload config and policy now (what SIGHUP does); 200
@@ -16,7 +19,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 
 /// Serve admin requests on `listener` until the task is dropped.
@@ -43,6 +45,21 @@ pub fn spawn(listener: TcpListener, reloader: Arc<Reloader>) -> tokio::task::Joi
 async fn respond(request: Request<Incoming>, reloader: &Reloader) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => {
+            if reloader.ready() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            }
+        }
+        (&Method::GET, "/metrics") => {
+            let mut response = Response::new(Full::new(Bytes::from(reloader.metrics().encode())));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            response
+        }
         (&Method::GET, "/status") => {
             let policy = reloader.current();
             let info = policy.info();
@@ -57,7 +74,7 @@ async fn respond(request: Request<Incoming>, reloader: &Reloader) -> Response<Fu
                     "origin": format!("{:?}", policy.origin()).to_lowercase(),
                 },
                 "reloads": reloader.status(),
-                "sessions": { "active": reloader.active_sessions().load(Ordering::Relaxed) },
+                "sessions": { "active": reloader.metrics().sessions_active.get() },
             });
             json_response(StatusCode::OK, &body)
         }
@@ -70,7 +87,7 @@ async fn respond(request: Request<Incoming>, reloader: &Reloader) -> Response<Fu
                 &json!({ "ok": false, "error": error }),
             ),
         },
-        (_, "/healthz" | "/status" | "/reload") => {
+        (_, "/healthz" | "/readyz" | "/metrics" | "/status" | "/reload") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),

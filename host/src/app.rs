@@ -4,10 +4,11 @@
 
 use crate::config::{Config, ConfigSource};
 use crate::dns::Dns;
+use crate::metrics::Metrics;
 use crate::policy::{LoadedPolicy, PolicyEngine, PolicyServices, load_configured, own_networks};
 use crate::proxy::SharedState;
 use crate::reload::Reloader;
-use crate::server::{self, ServerLimits};
+use crate::server::{self, Listener, ServerLimits};
 use crate::session::SessionLimits;
 use crate::upstream::{Upstream, UpstreamSettings};
 use crate::{admin, watch};
@@ -15,7 +16,7 @@ use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use tokio::net::{TcpListener, TcpSocket};
 
 /// A proxy ready to serve: policy loaded, listeners bound.
@@ -23,7 +24,7 @@ pub struct App {
     /// What sessions share.
     pub state: Arc<SharedState>,
     /// Bound listeners.
-    pub listeners: Vec<TcpListener>,
+    pub listeners: Vec<Listener>,
     admin: Option<TcpListener>,
     reloader: Arc<Reloader>,
     limits: ServerLimits,
@@ -65,6 +66,13 @@ impl App {
         config: &Config,
         listeners: Vec<TcpListener>,
     ) -> anyhow::Result<Self> {
+        let listeners = listeners
+            .into_iter()
+            .map(|socket| Listener {
+                socket,
+                proxy_protocol: false,
+            })
+            .collect();
         Self::assemble(ConfigSource::default(), config, listeners, None).await
     }
 
@@ -72,7 +80,7 @@ impl App {
     pub async fn assemble(
         source: ConfigSource,
         config: &Config,
-        listeners: Vec<TcpListener>,
+        listeners: Vec<Listener>,
         admin: Option<TcpListener>,
     ) -> anyhow::Result<Self> {
         let dns = Dns::new(&config.dns).context("setting up DNS")?;
@@ -100,7 +108,8 @@ impl App {
                 smtputf8: Arc::new(AtomicBool::new(false)),
             },
             next_session: AtomicU64::new(1),
-            active_sessions: AtomicUsize::new(0),
+            metrics: Arc::new(Metrics::default()),
+            ready: AtomicBool::new(false),
         });
         let reloader = Arc::new(Reloader::new(
             source,
@@ -157,13 +166,26 @@ impl App {
     }
 }
 
-fn bind(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
-    config
+fn bind(config: &Config) -> anyhow::Result<Vec<Listener>> {
+    let plain = config
         .proxy
         .listen
         .iter()
-        .map(|addr| {
-            bind_listener(*addr).with_context(|| format!("proxy.listen: cannot listen on {addr}"))
+        .map(|addr| ("proxy.listen", addr, false));
+    let proxied = config
+        .proxy
+        .proxy_protocol_listen
+        .iter()
+        .map(|addr| ("proxy.proxy_protocol_listen", addr, true));
+    plain
+        .chain(proxied)
+        .map(|(key, addr, proxy_protocol)| {
+            let socket =
+                bind_listener(*addr).with_context(|| format!("{key}: cannot listen on {addr}"))?;
+            Ok(Listener {
+                socket,
+                proxy_protocol,
+            })
         })
         .collect()
 }

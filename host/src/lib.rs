@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! One message, end to end, passes these modules in this order:
-//! - [`server`]: accept loop, connection permits, graceful shutdown.
+//! - [`server`]: accept loop, connection permits, graceful shutdown;
+//!   [`proxy_protocol`] headers on load-balanced listeners.
 //! - [`connection`]: buffered client I/O, command and DATA framing with
 //!   limits and timeouts, SMTP-smuggling checks.
 //! - [`smtp`]: the vocabulary: command parsing, path syntax, replies.
@@ -16,15 +17,18 @@
 //! [`config`] turns the TOML file into one validated [`config::Config`];
 //! [`app`] assembles a running proxy from it. [`reload`] swaps a new policy
 //! in (triggered by SIGHUP, [`watch`] or the [`admin`] endpoint) while
-//! sessions in progress keep the one they started with.
+//! sessions in progress keep the one they started with; [`metrics`] counts
+//! what happens for the admin endpoint's `/metrics`.
 
 pub mod admin;
 pub mod app;
 pub mod config;
 pub mod connection;
 pub mod dns;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod reload;
 pub mod server;
 pub mod session;

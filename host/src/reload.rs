@@ -89,9 +89,14 @@ impl Reloader {
         self.state.policy.load_full()
     }
 
-    /// Sessions now open.
-    pub fn active_sessions(&self) -> &std::sync::atomic::AtomicUsize {
-        &self.state.active_sessions
+    /// Serving: listeners bound, policy compiled, not shutting down.
+    pub fn ready(&self) -> bool {
+        self.state.ready.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The proxy's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.state.metrics
     }
 
     /// Reload counters and the last error.
@@ -107,6 +112,7 @@ impl Reloader {
         let _one = self.one_at_a_time.lock().await;
         let started = Instant::now();
         let result = self.try_reload().await;
+        self.state.metrics.reload(result.is_ok());
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.last_attempt_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -6,10 +6,12 @@
 //! the rest.
 
 use crate::proxy::{SharedState, serve_client};
+use crate::proxy_protocol;
 use crate::smtp::reply::catalogue;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -28,9 +30,20 @@ pub struct ServerLimits {
     pub shutdown_grace: Duration,
 }
 
+/// A bound listening socket and how its connections start.
+pub struct Listener {
+    /// The socket.
+    pub socket: TcpListener,
+    /// Connections start with a PROXY protocol header naming the client.
+    pub proxy_protocol: bool,
+}
+
+/// How long a load balancer has to send its PROXY header.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accept clients on `listeners` until `shutdown` completes, then drain.
 pub async fn run(
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     state: Arc<SharedState>,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
@@ -49,7 +62,9 @@ pub async fn run(
             limits.shutdown_grace,
         ));
     }
+    state.ready.store(true, Ordering::Relaxed);
     shutdown.await;
+    state.ready.store(false, Ordering::Relaxed);
     tracing::info!(
         "shutting down: no new connections, sessions finish within {:?}",
         limits.shutdown_grace
@@ -59,7 +74,7 @@ pub async fn run(
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Listener,
     state: Arc<SharedState>,
     permits: Arc<Semaphore>,
     per_client: PerClient,
@@ -74,7 +89,7 @@ async fn accept_loop(
             _ = stop.changed() => break,
         };
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = listener.socket.accept() => accepted,
             _ = stop.changed() => break,
         };
         let (stream, client) = match accepted {
@@ -91,21 +106,35 @@ async fn accept_loop(
             Err(_) => continue,
         };
         let _ = stream.set_nodelay(true);
+        state.metrics.connections.inc();
         let state = state.clone();
-        let Some(slot) = per_client.claim(client.ip()) else {
-            tracing::info!(client = %client, "too many connections from this address");
-            let reply = catalogue::too_many_connections_from_client(&state.hostname).to_bytes();
-            sessions.spawn(async move {
-                let mut stream = stream;
+        let per_client = per_client.clone();
+        let session_stop = stop.clone();
+        let proxy_protocol = listener.proxy_protocol;
+        sessions.spawn(async move {
+            let mut stream = stream;
+            let (client, server, input) = if proxy_protocol {
+                match proxy_protocol::read_header(&mut stream, PROXY_HEADER_TIMEOUT).await {
+                    Ok(header) => {
+                        let (client, server) = header.addresses.unwrap_or((client, server));
+                        (client, server, header.rest)
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %client, "connection refused: {e}");
+                        return;
+                    }
+                }
+            } else {
+                (client, server, Vec::new())
+            };
+            let Some(slot) = per_client.claim(client.ip()) else {
+                tracing::info!(client = %client, "too many connections from this address");
+                let reply = catalogue::too_many_connections_from_client(&state.hostname).to_bytes();
                 let _ =
                     tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply)).await;
-                drop(permit);
-            });
-            continue;
-        };
-        let session_stop = stop.clone();
-        sessions.spawn(async move {
-            serve_client(stream, client, server, state, session_stop).await;
+                return;
+            };
+            serve_client(stream, &input, client, server, state, session_stop).await;
             drop((slot, permit));
         });
     }

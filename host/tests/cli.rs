@@ -264,3 +264,65 @@ fn reload_without_an_admin_endpoint_says_how() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn json_logs_and_systemd_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = relaygate()
+        .args([
+            "--listen",
+            &listen,
+            "--upstream",
+            "127.0.0.1:9",
+            "--log-format",
+            "json",
+        ])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("relaygate notifies systemd");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    // Ready means listening.
+    let stream = TcpStream::connect(&listen).expect("listening once READY=1 is sent");
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("220 "), "{line}");
+    (&stream).write_all(b"QUIT\r\n").unwrap();
+    drop(reader);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        events.iter().any(|e| e["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("relaygate ready"))),
+        "{stderr}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["level"].is_string() && e["timestamp"].is_string())
+    );
+}

@@ -4,6 +4,7 @@
 use relaygate::app::{App, bind_listener};
 use relaygate::config::{Config, ConfigSource};
 use relaygate::reload::Reloader;
+use relaygate::server::Listener;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub struct TestProxy {
     addr: SocketAddr,
     addr_v6: Option<SocketAddr>,
     admin: Option<SocketAddr>,
+    proxy_protocol: Option<SocketAddr>,
     reloader: Arc<Reloader>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -34,7 +36,8 @@ pub struct TestProxy {
 
 impl TestProxy {
     /// Start relaygate with `config` (TOML; `[proxy] listen` is ignored, the
-    /// proxy listens on 127.0.0.1 on a free port). Use `{upstream}` in the
+    /// proxy listens on 127.0.0.1 on a free port, and `[admin] listen` and
+    /// `proxy_protocol_listen` likewise on free ports when present). Use `{upstream}` in the
     /// text where the upstream address belongs.
     pub async fn start(config: &str, upstream: SocketAddr) -> anyhow::Result<Self> {
         let text = config.replace("{upstream}", &upstream.to_string());
@@ -65,18 +68,35 @@ impl TestProxy {
     async fn launch(source: ConfigSource, config: Config) -> anyhow::Result<Self> {
         let listener = bind_listener("127.0.0.1:0".parse()?)?;
         let addr = listener.local_addr()?;
-        let mut listeners = vec![listener];
+        let plain = |socket| Listener {
+            socket,
+            proxy_protocol: false,
+        };
+        let mut listeners = vec![plain(listener)];
         // IPv6 loopback too, where the machine has it.
         let addr_v6 = match bind_listener("[::1]:0".parse()?) {
             Ok(v6) => {
                 let addr = v6.local_addr()?;
-                listeners.push(v6);
+                listeners.push(plain(v6));
                 Some(addr)
             }
             Err(_) => None,
         };
         let admin = match config.admin_listen {
             Some(_) => Some(bind_listener("127.0.0.1:0".parse()?)?),
+            None => None,
+        };
+        // One PROXY-protocol listener when the config asks for any.
+        let proxy_protocol = match config.proxy.proxy_protocol_listen.first() {
+            Some(_) => {
+                let socket = bind_listener("127.0.0.1:0".parse()?)?;
+                let addr = socket.local_addr()?;
+                listeners.push(Listener {
+                    socket,
+                    proxy_protocol: true,
+                });
+                Some(addr)
+            }
             None => None,
         };
         let app = App::assemble(source, &config, listeners, admin).await?;
@@ -90,6 +110,7 @@ impl TestProxy {
             addr,
             addr_v6,
             admin,
+            proxy_protocol,
             reloader,
             stop: Some(stop),
             task: Some(task),
@@ -104,6 +125,12 @@ impl TestProxy {
     /// Where the admin endpoint listens, if the config has `[admin]`.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin
+    }
+
+    /// The listener that expects a PROXY protocol header, if the config
+    /// has `proxy_protocol_listen`.
+    pub fn proxy_protocol_addr(&self) -> Option<SocketAddr> {
+        self.proxy_protocol
     }
 
     /// The proxy's reloader (what SIGHUP and the admin endpoint call).

@@ -27,6 +27,9 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
             "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain"
         );
     }
+    // systemd (Type=notify): ready only now, with listeners bound and the
+    // policy compiled. Without NOTIFY_SOCKET this does nothing.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let reloader = app.reloader();
     let mut hangup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
@@ -47,4 +50,5 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }

@@ -33,6 +33,7 @@ pub struct AdminSection {
 #[serde(deny_unknown_fields)]
 pub struct ProxySection {
     pub listen: Option<Vec<SocketAddr>>,
+    pub proxy_protocol_listen: Option<Vec<SocketAddr>>,
     pub upstream: Option<String>,
     pub hostname: Option<String>,
     pub max_message_size: Option<u64>,
@@ -64,8 +65,19 @@ pub struct PolicySection {
     pub call_timeout: Option<Duration>,
     pub memory_limit: Option<u64>,
     pub on_failure: Option<FailureModeName>,
+    pub mode: Option<ModeName>,
+    pub trace: Option<bool>,
+    pub trace_clients: Option<Vec<ipnet::IpNet>>,
     pub cache_dir: Option<std::path::PathBuf>,
     pub config: Option<toml::Table>,
+}
+
+/// `[policy] mode`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModeName {
+    Enforce,
+    DryRun,
 }
 
 /// `[policy] on_failure`.

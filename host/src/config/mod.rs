@@ -5,7 +5,7 @@ mod file;
 mod policy_table;
 mod source;
 
-use file::{AuthBackendName, ConfigFile, FailureModeName};
+use file::{AuthBackendName, ConfigFile, FailureModeName, ModeName};
 pub use policy_table::{PolicyConfig, PolicyValue};
 pub use source::ConfigSource;
 use std::net::SocketAddr;
@@ -43,6 +43,9 @@ pub struct Config {
 pub struct ProxyConfig {
     /// Addresses to listen on.
     pub listen: Vec<SocketAddr>,
+    /// Addresses to listen on behind a load balancer: each connection starts
+    /// with a PROXY protocol v1/v2 header naming the real client.
+    pub proxy_protocol_listen: Vec<SocketAddr>,
     /// The upstream mail server, `host:port`.
     pub upstream: String,
     /// Our name in the greeting and EHLO.
@@ -81,6 +84,16 @@ pub enum ModuleSource {
     File(PathBuf),
 }
 
+/// Whether the policy's refusals are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyMode {
+    /// Refusals are answered (the default).
+    Enforce,
+    /// Refusals are logged ("would reject") and the command goes on: try a
+    /// policy on live traffic without risk.
+    DryRun,
+}
+
 /// What to answer when a policy call fails (trap, timeout, bad reply).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureMode {
@@ -105,6 +118,12 @@ pub struct PolicySettings {
     pub memory_limit: usize,
     /// Answer to a failed call.
     pub on_failure: FailureMode,
+    /// Enforce or dry-run.
+    pub mode: PolicyMode,
+    /// Log a decision trace for every call.
+    pub trace: bool,
+    /// Log decision traces for clients in these networks.
+    pub trace_clients: Vec<ipnet::IpNet>,
     /// `[policy.config]`, handed to the policy.
     pub config: PolicyConfig,
 }
@@ -332,6 +351,7 @@ impl Config {
         let config = Self {
             proxy: ProxyConfig {
                 listen,
+                proxy_protocol_listen: proxy.proxy_protocol_listen.unwrap_or_default(),
                 upstream,
                 hostname,
                 max_message_size,
@@ -353,6 +373,12 @@ impl Config {
                 call_timeout,
                 memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
                 on_failure,
+                mode: match policy.mode.unwrap_or(ModeName::Enforce) {
+                    ModeName::Enforce => PolicyMode::Enforce,
+                    ModeName::DryRun => PolicyMode::DryRun,
+                },
+                trace: policy.trace.unwrap_or(false),
+                trace_clients: policy.trace_clients.unwrap_or_default(),
                 config: policy_config,
             },
             dns,
@@ -562,6 +588,14 @@ timeout = "2s"
     fn unknown_builtin_is_refused() {
         let p = problems("[policy]\nmodule = \"builtin:nope\"\n");
         assert!(p[0].contains("unknown built-in"), "{p:?}");
+    }
+
+    #[test]
+    fn the_example_config_in_dist_is_valid() {
+        let text = include_str!("../../../dist/relaygate.example.toml");
+        let config = Config::parse(text).expect("dist/relaygate.example.toml parses");
+        assert_eq!(config.admin_listen, Some("127.0.0.1:8025".parse().unwrap()));
+        assert_eq!(config.policy.mode, PolicyMode::Enforce);
     }
 
     #[test]

@@ -48,6 +48,11 @@ impl LoadedPolicy {
         &self.name
     }
 
+    /// The `[policy]` settings it was loaded with.
+    pub fn settings(&self) -> &PolicySettings {
+        &self.settings
+    }
+
     /// What the policy's `init` said about itself.
     pub fn info(&self) -> &PolicyInfo {
         &self.info

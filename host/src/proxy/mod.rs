@@ -2,18 +2,24 @@
 //! feeds the sans-IO [`Session`], and performs the actions it asks for
 //! (policy calls, upstream steps, replies).
 
+mod decisions;
+mod transcript;
+
+use transcript::{Answered, Transcript};
+
 use crate::connection::{ClientConnection, CommandLine, ConnectionError, DataChecker};
 use crate::dns::Dns;
+use crate::metrics::Metrics;
 use crate::policy::{LoadedPolicy, MessageSummary, PolicyContext, PolicyInstance};
 use crate::session::{
     Action, Capabilities, DataOutcome, Session, SessionLimits, UpstreamProblem, UpstreamStep,
 };
 use crate::smtp::reply::catalogue;
-use crate::smtp::{Reply, parse_command};
+use crate::smtp::{Command, Reply, parse_command};
 use crate::upstream::{ClientIdentity, Upstream, UpstreamError, UpstreamSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -41,29 +47,32 @@ pub struct SharedState {
     pub upstream: UpstreamSettings,
     /// Session id counter.
     pub next_session: AtomicU64,
-    /// Sessions now open.
-    pub active_sessions: AtomicUsize,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Listeners bound and policy compiled, not shutting down (`/readyz`).
+    pub ready: AtomicBool,
 }
 
 /// Counts a session as active while it lives.
-struct ActiveSession<'a>(&'a AtomicUsize);
+struct ActiveSession<'a>(&'a Metrics);
 
 impl<'a> ActiveSession<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter)
+    fn enter(metrics: &'a Metrics) -> Self {
+        metrics.sessions_active.inc();
+        Self(metrics)
     }
 }
 
 impl Drop for ActiveSession<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.sessions_active.dec();
     }
 }
 
 /// Serve one client until it quits, times out or the proxy shuts down.
 pub async fn serve_client<S>(
     stream: S,
+    input: &[u8],
     client: SocketAddr,
     server: SocketAddr,
     state: Arc<SharedState>,
@@ -73,9 +82,9 @@ pub async fn serve_client<S>(
 {
     let id = state.next_session.fetch_add(1, Ordering::Relaxed);
     let policy = state.policy.load_full();
-    let span = tracing::info_span!("session", id, client = %client, policy = %short_digest(policy.digest()));
+    let span = tracing::info_span!("session", id, client = %client, listener = %server, policy = %short_digest(policy.digest()));
     async move {
-        let _active = ActiveSession::enter(&state.active_sessions);
+        let _active = ActiveSession::enter(&state.metrics);
         let client_name = match state
             .dns
             .clone()
@@ -107,7 +116,9 @@ pub async fn serve_client<S>(
         );
         let mut driver = Driver {
             deadline: tokio::time::Instant::now() + state.max_session_duration,
-            conn: ClientConnection::new(stream),
+            transcript: Transcript::default(),
+            answering: Answered::Other,
+            conn: ClientConnection::with_input(stream, input),
             session,
             policy: PolicyInstance::new(policy, id),
             upstream: None,
@@ -125,6 +136,7 @@ pub async fn serve_client<S>(
             tracing::info!("session exceeded its lifetime mid-transaction; closed");
             driver.upstream = None;
         }
+        driver.transcript.abandon(&state.metrics);
         if let Some(upstream) = driver.upstream.take() {
             upstream.quit().await;
         }
@@ -148,6 +160,8 @@ fn short_digest(digest: &str) -> &str {
 
 struct Driver<S> {
     deadline: tokio::time::Instant,
+    transcript: Transcript,
+    answering: Answered,
     conn: ClientConnection<S>,
     session: Session,
     policy: PolicyInstance,
@@ -170,23 +184,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
             action = match action {
                 Action::Ask(request) => {
                     let hook = request.hook();
+                    let policy = self.policy.policy().clone();
+                    let traced = decisions::tracing_on(&policy, self.session.context())
+                        .then(|| request.clone());
                     let answer = self.policy.ask(self.session.context(), request).await;
-                    tracing::debug!(
+                    let decision = decisions::apply(
+                        &self.state.metrics,
+                        &policy,
+                        self.session.context(),
                         hook,
-                        verdict = answer.decision.label(),
-                        elapsed_us = answer.elapsed.as_micros() as u64,
-                        "policy"
+                        traced.as_ref(),
+                        &answer,
                     );
-                    self.session.policy_answered(answer.decision, answer.offer)
+                    self.session.policy_answered(decision, answer.offer)
                 }
                 Action::Upstream(step) => {
                     let result = self.upstream_step(&step).await;
-                    if let (UpstreamStep::EndData, Ok(reply)) = (&step, &result) {
-                        tracing::info!(sender = ?self.session.context().sender, recipients = ?self.session.context().recipients, upstream = %reply, "message");
-                    }
                     self.session.upstream_answered(result)
                 }
                 Action::Reply(reply) => {
+                    self.transcript
+                        .answered(&self.answering, &reply, &self.state.metrics);
                     self.conn.queue(&reply.to_bytes());
                     match self.next_command().await {
                         Some(next) => next,
@@ -194,11 +212,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                     }
                 }
                 Action::Close(reply) => {
+                    self.transcript.abandon(&self.state.metrics);
                     self.conn.queue(&reply.to_bytes());
                     let _ = self.conn.flush().await;
                     return;
                 }
                 Action::ReceiveData(reply) => {
+                    self.transcript.data_started();
                     self.conn.queue(&reply.to_bytes());
                     if self.conn.flush().await.is_err() {
                         return;
@@ -247,7 +267,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
             }
         };
         match read {
-            Ok(CommandLine::Line(line)) => Some(self.session.command(parse_command(&line))),
+            Ok(CommandLine::Line(line)) => {
+                let command = parse_command(&line);
+                self.answering = match &command {
+                    Ok(Command::Mail { path, .. }) => Answered::Mail(path.clone()),
+                    Ok(Command::Rcpt { path, .. }) => Answered::Rcpt(path.clone()),
+                    Ok(Command::Data) => Answered::Data,
+                    Ok(Command::Rset | Command::Helo(_) | Command::Ehlo(_) | Command::Quit) => {
+                        Answered::Reset
+                    }
+                    _ => Answered::Other,
+                };
+                Some(self.session.command(command))
+            }
             Ok(CommandLine::TooLong) => Some(self.session.line_too_long()),
             Err(ConnectionError::Timeout) => Some(
                 self.session
@@ -278,6 +310,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
             return Ok(DataOutcome::UpstreamFailed);
         }
         let size = checker.size();
+        self.transcript.data_size(size);
         let (headers, headers_truncated) = checker.into_headers();
         Ok(DataOutcome::Complete(MessageSummary {
             size,

@@ -1,0 +1,160 @@
+//! Prometheus metrics, served as text on the admin endpoint's `/metrics`.
+//! No label carries a client address (cardinality stays bounded).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+/// Labels of a policy call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// WIT hook name.
+    pub hook: &'static str,
+    /// accept, reject or tempfail (after the failure mode).
+    pub verdict: &'static str,
+}
+
+/// A single `kind`/`outcome`/`result` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// The label's value.
+    pub kind: &'static str,
+}
+
+/// Every metric relaygate keeps.
+pub struct Metrics {
+    registry: Registry,
+    /// Client connections accepted.
+    pub connections: Counter,
+    /// Sessions open now.
+    pub sessions_active: Gauge,
+    /// Transactions by outcome (delivered, rejected, failed, abandoned).
+    pub transactions: Family<KindLabel, Counter>,
+    /// Policy calls by hook and verdict.
+    pub policy_calls: Family<CallLabels, Counter>,
+    /// Policy call latency.
+    pub policy_call_seconds: Histogram,
+    /// Policy failures by kind (trap, timeout, memory, invalid-reply, instantiate).
+    pub policy_failures: Family<KindLabel, Counter>,
+    /// Upstream errors (unreachable, timeouts, protocol errors).
+    pub upstream_errors: Counter,
+    /// Reloads by result (ok, failed).
+    pub reloads: Family<KindLabel, Counter>,
+    /// Failed SMTP AUTH attempts.
+    pub auth_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("relaygate");
+        let metrics = Self {
+            connections: Counter::default(),
+            sessions_active: Gauge::default(),
+            transactions: Family::default(),
+            policy_calls: Family::default(),
+            // 1 us .. ~1 s
+            policy_call_seconds: Histogram::new(exponential_buckets(1e-6, 4.0, 11)),
+            policy_failures: Family::default(),
+            upstream_errors: Counter::default(),
+            reloads: Family::default(),
+            auth_failures: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections",
+            "Client connections accepted",
+            metrics.connections.clone(),
+        );
+        registry.register(
+            "sessions_active",
+            "SMTP sessions open now",
+            metrics.sessions_active.clone(),
+        );
+        registry.register(
+            "transactions",
+            "Mail transactions by outcome",
+            metrics.transactions.clone(),
+        );
+        registry.register(
+            "policy_calls",
+            "Policy hook calls by hook and verdict",
+            metrics.policy_calls.clone(),
+        );
+        registry.register(
+            "policy_call_seconds",
+            "Time of one policy hook call",
+            metrics.policy_call_seconds.clone(),
+        );
+        registry.register(
+            "policy_failures",
+            "Policy calls that trapped, timed out, ran out of memory or answered invalidly",
+            metrics.policy_failures.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Upstream connections that failed or broke",
+            metrics.upstream_errors.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Policy reloads by result",
+            metrics.reloads.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Failed SMTP AUTH attempts",
+            metrics.auth_failures.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    /// Count one policy call.
+    pub fn policy_call(
+        &self,
+        hook: &'static str,
+        verdict: &'static str,
+        elapsed: Duration,
+        failure: Option<&'static str>,
+    ) {
+        self.policy_calls
+            .get_or_create(&CallLabels { hook, verdict })
+            .inc();
+        self.policy_call_seconds.observe(elapsed.as_secs_f64());
+        if let Some(kind) = failure {
+            self.policy_failures
+                .get_or_create(&KindLabel { kind })
+                .inc();
+        }
+    }
+
+    /// Count one finished transaction.
+    pub fn transaction(&self, outcome: &'static str) {
+        self.transactions
+            .get_or_create(&KindLabel { kind: outcome })
+            .inc();
+    }
+
+    /// Count one reload.
+    pub fn reload(&self, ok: bool) {
+        let kind = if ok { "ok" } else { "failed" };
+        self.reloads.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}

@@ -1,0 +1,66 @@
+//! What happens to a policy answer before the session acts on it: it is
+//! counted, traced when tracing is on for this client, and, in dry-run
+//! mode, a refusal is logged and turned into an accept.
+
+use crate::config::PolicyMode;
+use crate::metrics::Metrics;
+use crate::policy::{Decision, LoadedPolicy, PolicyAnswer, PolicyContext, PolicyRequest};
+
+/// Whether calls for this client are traced.
+pub fn tracing_on(policy: &LoadedPolicy, context: &PolicyContext) -> bool {
+    let settings = policy.settings();
+    let ip = crate::dns::canonical(context.client.ip());
+    settings.trace || settings.trace_clients.iter().any(|net| net.contains(&ip))
+}
+
+/// Count, trace and apply the mode to one answer; returns the decision the
+/// session acts on.
+pub fn apply(
+    metrics: &Metrics,
+    policy: &LoadedPolicy,
+    context: &PolicyContext,
+    hook: &'static str,
+    traced_request: Option<&PolicyRequest>,
+    answer: &PolicyAnswer,
+) -> Decision {
+    let failure = answer.failure.as_ref().map(|f| f.kind());
+    metrics.policy_call(hook, answer.decision.label(), answer.elapsed, failure);
+    let dry_run = policy.settings().mode == PolicyMode::DryRun;
+    let reply = match &answer.decision {
+        Decision::Accept => None,
+        Decision::Reject(reply) | Decision::Tempfail(reply) => Some(reply.to_string()),
+    };
+    if let Some(request) = traced_request {
+        tracing::info!(
+            target: "relaygate::trace",
+            hook,
+            request = ?request,
+            client = %context.client,
+            client_name = ?context.client_name,
+            helo = ?context.helo,
+            auth_user = ?context.auth_user,
+            sender = ?context.sender,
+            recipients = ?context.recipients,
+            verdict = answer.decision.label(),
+            reply = ?reply,
+            failure = ?answer.failure.as_ref().map(ToString::to_string),
+            on_failure = ?policy.settings().on_failure,
+            mode = ?policy.settings().mode,
+            digest = policy.digest(),
+            elapsed_us = u64::try_from(answer.elapsed.as_micros()).unwrap_or(u64::MAX),
+            "policy decision"
+        );
+    }
+    match (&answer.decision, dry_run) {
+        (Decision::Accept, _) | (_, false) => answer.decision.clone(),
+        (refusal, true) => {
+            tracing::warn!(
+                hook,
+                would = refusal.label(),
+                reply = ?reply,
+                "dry-run: the policy would have refused this; letting it through"
+            );
+            Decision::Accept
+        }
+    }
+}
