@@ -323,6 +323,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
         let result = self.try_upstream_step(step).await;
         result.map_err(|error| {
             tracing::warn!("upstream: {error}");
+            self.state.metrics.upstream_errors.inc();
             self.upstream = None;
             match error {
                 UpstreamError::Protocol(_) => UpstreamProblem::Protocol,
