@@ -3,6 +3,7 @@
 //! no connection, and a module that fails any check leaves the old one
 //! serving.
 
+use relaygate_tests::admin::http;
 use relaygate_tests::client::SmtpClient;
 use relaygate_tests::proxy::{TestProxy, misbehaving_reject_wasm, misbehaving_wasm};
 use relaygate_tests::upstream::{RecordingUpstream, UpstreamBehaviour};
@@ -10,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ACCEPTS: u16 = 250;
 const REJECTS: u16 = 550;
@@ -231,28 +231,6 @@ async fn config_changes_swap_too() {
     assert_eq!(verdict(&proxy).await, REJECTS);
 }
 
-async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let code = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, response)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_endpoint_reloads_and_reports() {
     let site = Site::new().await;
@@ -260,12 +238,12 @@ async fn the_admin_endpoint_reloads_and_reports() {
         .await
         .unwrap();
     let admin = proxy.admin_addr().expect("[admin] listen is set");
-    assert_eq!(http(admin, "GET", "/healthz").await.0, 200);
+    assert_eq!(http(admin, "GET", "/healthz").await.unwrap().0, 200);
     site.install(&misbehaving_reject_wasm());
-    let (code, body) = http(admin, "POST", "/reload").await;
+    let (code, body) = http(admin, "POST", "/reload").await.unwrap();
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"ok\": true"), "{body}");
-    let (code, status) = http(admin, "GET", "/status").await;
+    let (code, status) = http(admin, "GET", "/status").await.unwrap();
     assert_eq!(code, 200);
     assert!(
         status.contains(proxy.reloader().current().digest()),
@@ -273,10 +251,10 @@ async fn the_admin_endpoint_reloads_and_reports() {
     );
     assert!(status.contains("\"ok\": 1"), "{status}");
     site.install(&site.dir.path().join("relaygate.toml"));
-    let (code, body) = http(admin, "POST", "/reload").await;
+    let (code, body) = http(admin, "POST", "/reload").await.unwrap();
     assert_eq!(code, 500, "{body}");
     assert!(body.contains("\"ok\": false"), "{body}");
-    assert_eq!(http(admin, "GET", "/nope").await.0, 404);
+    assert_eq!(http(admin, "GET", "/nope").await.unwrap().0, 404);
     assert_eq!(
         verdict(&proxy).await,
         REJECTS,

@@ -2,10 +2,10 @@
 //! through what enforce refuses, decision traces for a refused recipient,
 //! PROXY protocol v1 and v2 (and refused where not configured), readiness.
 
+use relaygate_tests::admin::http;
 use relaygate_tests::client::SmtpClient;
 use relaygate_tests::proxy::TestProxy;
 use relaygate_tests::upstream::{RecordingUpstream, UpstreamBehaviour};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,26 +36,6 @@ async fn start(extra_policy: &str, extra_proxy: &str) -> (RecordingUpstream, Tes
         .await
         .unwrap();
     (upstream, proxy)
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let code = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, response)
 }
 
 /// RCPT reply code for a remote recipient from `from`, after a whole
@@ -90,11 +70,11 @@ fn metric(text: &str, name_and_labels: &str) -> f64 {
 async fn metrics_count_real_sessions() {
     let (_upstream, proxy) = start("", "").await;
     let admin = proxy.admin_addr().unwrap();
-    assert_eq!(http_get(admin, "/readyz").await.0, 200);
+    assert_eq!(http(admin, "GET", "/readyz").await.unwrap().0, 200);
     assert_eq!(relay_from(&proxy, "127.0.0.2").await, 250);
     assert_eq!(relay_from(&proxy, "127.0.0.3").await, 554);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (code, text) = http_get(admin, "/metrics").await;
+    let (code, text) = http(admin, "GET", "/metrics").await.unwrap();
     assert_eq!(code, 200);
     assert!(metric(&text, "relaygate_connections_total") >= 2.0);
     assert_eq!(

@@ -101,11 +101,7 @@ fn policy_check_names_the_world_and_refuses_garbage() {
 
 #[test]
 fn runs_with_flags_greets_and_stops_on_sigterm() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut child = relaygate()
         .args(["--listen", &listen, "--upstream", "127.0.0.1:9"])
@@ -113,16 +109,8 @@ fn runs_with_flags_greets_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    let stream = loop {
-        match TcpStream::connect(&listen) {
-            Ok(stream) => break stream,
-            Err(_) if started.elapsed() < Duration::from_secs(60) => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
-            Err(e) => panic!("relaygate did not listen: {e}"),
-        }
-    };
+    wait_for_port(port);
+    let stream = TcpStream::connect(&listen).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();

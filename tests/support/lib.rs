@@ -10,12 +10,14 @@
 //!   fixed table, with names that fail (SERVFAIL) or never answer, and a query counter.
 //! - [`upstream`]: a recording SMTP server standing in for the real mail server; strict
 //!   about the protocol so that a proxy that forwards something it should not is caught.
+//! - [`admin`]: plain HTTP requests to relaygate's admin endpoint.
 //! - [`client`]: a minimal SMTP client that can connect from any `127.0.0.x` address and
 //!   never waits for a reply longer than its read timeout.
 //! - [`proxy`]: relaygate itself, in-process on a loopback port, stopped when dropped.
 //! - [`tools`]: finding and running the Debian tools some tests use (`smtp-sink`,
 //!   `smtp-source`, `swaks`), skipping cleanly when they are missing.
 
+pub mod admin;
 pub mod client;
 pub mod dns;
 pub mod proxy;
