@@ -219,11 +219,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         self.end += read;
         Ok(())
     }
-
-    /// The underlying stream.
-    pub fn into_inner(self) -> S {
-        self.stream
-    }
 }
 
 /// Checked message bytes ready to forward, and whether the message ended.

@@ -65,7 +65,6 @@ pub struct UpstreamCapabilities {
     size: bool,
     eightbitmime: bool,
     smtputf8: bool,
-    pipelining: bool,
     xclient: Vec<String>,
 }
 
@@ -79,7 +78,6 @@ impl UpstreamCapabilities {
                 "SIZE" => caps.size = true,
                 "8BITMIME" => caps.eightbitmime = true,
                 "SMTPUTF8" => caps.smtputf8 = true,
-                "PIPELINING" => caps.pipelining = true,
                 "XCLIENT" => caps.xclient = words.map(|w| w.to_ascii_uppercase()).collect(),
                 _ => {}
             }
