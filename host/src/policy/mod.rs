@@ -119,6 +119,28 @@ pub struct PolicyContext {
 }
 
 impl PolicyContext {
+    /// What is known when a client connects: who, where, and its confirmed
+    /// reverse name; no greeting, identity or transaction yet.
+    pub fn connected(
+        id: u64,
+        client: SocketAddr,
+        server: SocketAddr,
+        client_name: Option<String>,
+    ) -> Self {
+        Self {
+            id,
+            client,
+            client_name,
+            server,
+            helo: None,
+            esmtp: false,
+            tls: false,
+            auth_user: None,
+            sender: None,
+            recipients: Vec::new(),
+        }
+    }
+
     fn to_wit(&self) -> wit::Session {
         wit::Session {
             id: self.id,

@@ -93,18 +93,7 @@ pub async fn serve_client<S>(
             Some(dns) => lookup_client_name(dns, client).await,
             None => None,
         };
-        let context = PolicyContext {
-            id,
-            client,
-            client_name,
-            server,
-            helo: None,
-            esmtp: false,
-            tls: false,
-            auth_user: None,
-            sender: None,
-            recipients: Vec::new(),
-        };
+        let context = PolicyContext::connected(id, client, server, client_name);
         let capabilities = Capabilities {
             smtputf8: state.upstream.smtputf8.load(Ordering::Relaxed),
         };

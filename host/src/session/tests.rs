@@ -15,18 +15,7 @@ fn session() -> Session {
             max_errors: 10,
         },
         Capabilities::default(),
-        PolicyContext {
-            id: 1,
-            client,
-            client_name: None,
-            server,
-            helo: None,
-            esmtp: false,
-            tls: false,
-            auth_user: None,
-            sender: None,
-            recipients: vec![],
-        },
+        PolicyContext::connected(1, client, server, None),
     )
 }
 
