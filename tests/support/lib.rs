@@ -13,6 +13,7 @@
 //! - [`admin`]: plain HTTP requests to relaygate's admin endpoint.
 //! - [`client`]: a minimal SMTP client that can connect from any `127.0.0.x` address and
 //!   never waits for a reply longer than its read timeout.
+//! - [`policies`]: the variants under `policies/`, built from source when a test asks.
 //! - [`proxy`]: relaygate itself, in-process on a loopback port, stopped when dropped.
 //! - [`tools`]: finding and running the Debian tools some tests use (`smtp-sink`,
 //!   `smtp-source`, `swaks`), skipping cleanly when they are missing.
@@ -20,6 +21,7 @@
 pub mod admin;
 pub mod client;
 pub mod dns;
+pub mod policies;
 pub mod proxy;
 pub mod tools;
 pub mod upstream;

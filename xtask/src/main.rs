@@ -7,6 +7,10 @@
 //! - `guests --check`: builds the same and fails when a checked-in artifact
 //!   differs byte for byte, which proves in CI that the embedded default
 //!   policy is exactly what its source compiles to.
+//! - `componentize CORE.wasm OUT.wasm`: turns a core module whose world was
+//!   embedded by a bindings generator (wit-bindgen for Rust or C) into a
+//!   component. The build scripts under `policies/` use it, so building a
+//!   policy needs no `wasm-tools` install.
 //!
 //! Builds go to their own target directory, `target/guests`, so they never
 //! wait on the main target directory's lock nor disturb its cache, and with
@@ -70,7 +74,9 @@ usage: cargo xtask <task>
 
 tasks:
   guests            build the guest policies and write the checked-in components
-  guests --check    build them and fail if a checked-in component differs";
+  guests --check    build them and fail if a checked-in component differs
+  componentize CORE.wasm OUT.wasm
+                    turn a core module with an embedded world into a component";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -78,6 +84,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["guests"] => guests(Mode::Write),
         ["guests", "--check"] => guests(Mode::Check),
+        ["componentize", core, out] => componentize(Path::new(core), Path::new(out)),
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -114,10 +121,7 @@ fn guests(mode: Mode) -> Result<()> {
     let mut drifted = Vec::new();
     for guest in &GUESTS {
         let module = build(&root, &target_dir, &rustflags, guest)?;
-        let component = ComponentEncoder::default()
-            .validate(true)
-            .module(&module)
-            .and_then(|encoder| encoder.encode())
+        let component = encode_component(&module)
             .with_context(|| format!("turning {} into a component", guest.module))?;
 
         let artifact = root.join(guest.artifact);
@@ -167,6 +171,22 @@ fn guests(mode: Mode) -> Result<()> {
 }
 
 /// The workspace root: xtask lives one level below it.
+fn componentize(core: &Path, out: &Path) -> Result<()> {
+    let module = fs::read(core).with_context(|| format!("reading {}", core.display()))?;
+    let component = encode_component(&module)
+        .with_context(|| format!("turning {} into a component", core.display()))?;
+    write(out, &component)
+}
+
+/// Encodes a core module, whose world a bindings generator embedded in a
+/// custom section, as a validated component.
+fn encode_component(module: &[u8]) -> Result<Vec<u8>> {
+    ComponentEncoder::default()
+        .validate(true)
+        .module(module)
+        .and_then(|encoder| encoder.encode())
+}
+
 fn workspace_root() -> Result<PathBuf> {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest_dir
