@@ -84,8 +84,11 @@ impl App {
         admin: Option<TcpListener>,
     ) -> anyhow::Result<Self> {
         let dns = Dns::new(&config.dns).context("setting up DNS")?;
+        let state_store = crate::state::StateStore::from_config(&config.state)?;
+        tracing::info!("policy state: {}", state_store.describe());
         let engine = PolicyEngine::new(config.policy.cache_dir.clone())
-            .context("starting the WebAssembly engine")?;
+            .context("starting the WebAssembly engine")?
+            .with_state(state_store);
         let policy = load_policy(config, &engine, Some(dns.clone())).await?;
         let proxy = &config.proxy;
         let state = Arc::new(SharedState {

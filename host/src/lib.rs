@@ -12,6 +12,8 @@
 //! - [`proxy`]: the driver that performs a session's actions.
 //! - [`policy`]: the wasmtime host: loading, limits, hook calls, imports.
 //! - [`dns`]: lookups offered to policies.
+//! - [`state`]: key-value state that outlives a session, for stateful
+//!   policies (in-process or Redis).
 //! - [`upstream`]: the SMTP client towards the existing mail server.
 //!
 //! [`config`] turns the TOML file into one validated [`config::Config`];
@@ -33,5 +35,6 @@ pub mod reload;
 pub mod server;
 pub mod session;
 pub mod smtp;
+pub mod state;
 pub mod upstream;
 pub mod watch;

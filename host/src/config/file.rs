@@ -19,6 +19,8 @@ pub struct ConfigFile {
     pub tls: Option<TlsSection>,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub state: StateSection,
 }
 
 /// `[admin]`.
@@ -122,4 +124,26 @@ pub enum AuthBackendName {
 pub struct TlsSection {
     pub cert: std::path::PathBuf,
     pub key: std::path::PathBuf,
+}
+
+/// `[state]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    pub backend: Option<StateBackendName>,
+    pub url: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub prefix: Option<String>,
+    pub max_key_size: Option<usize>,
+    pub max_value_size: Option<usize>,
+    pub max_entries: Option<usize>,
+}
+
+/// `[state] backend`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackendName {
+    Memory,
+    Redis,
 }

@@ -4,10 +4,12 @@
 mod file;
 mod policy_table;
 mod source;
+mod state;
 
 use file::{AuthBackendName, ConfigFile, FailureModeName, ModeName};
 pub use policy_table::{PolicyConfig, PolicyValue};
 pub use source::ConfigSource;
+pub use state::{StateBackendKind, StateConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,6 +36,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// `[admin] listen`: the loopback HTTP endpoint for status and reload.
     pub admin_listen: Option<SocketAddr>,
+    /// `[state]`: where stateful policies keep what outlives a session.
+    pub state: StateConfig,
     /// The file this came from; none for the embedded default.
     pub source: Option<PathBuf>,
 }
@@ -348,6 +352,8 @@ impl Config {
             }
         });
 
+        let state = state::from_section(file.state, &mut problems);
+
         let config = Self {
             proxy: ProxyConfig {
                 listen,
@@ -385,6 +391,7 @@ impl Config {
             auth,
             tls,
             admin_listen: file.admin.listen,
+            state,
             source: None,
         };
         problems.extend(config.overridable_problems());

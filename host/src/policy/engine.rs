@@ -8,6 +8,7 @@ use super::host_state::{HostState, PolicyServices};
 use super::instance::PolicyInstance;
 use super::{LoadedPolicy, PolicyInfo};
 use crate::config::PolicySettings;
+use crate::state::StateStore;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,6 +50,7 @@ pub struct PolicyEngine {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
     cache: Arc<CompiledCache>,
+    state: StateStore,
 }
 
 impl PolicyEngine {
@@ -81,7 +83,21 @@ impl PolicyEngine {
             cache: Arc::new(CompiledCache::new(&engine, cache_dir)),
             engine,
             linker: Arc::new(linker),
+            state: StateStore::memory_default(),
         })
+    }
+
+    /// Give policies that import `state` this store instead of the default
+    /// in-process one. Clones of the engine (the reloader's) share it, so
+    /// state survives reloads.
+    pub fn with_state(mut self, state: StateStore) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// The store policies keep their state in.
+    pub fn state(&self) -> &StateStore {
+        &self.state
     }
 
     /// Compile (or take from the cache) and check a component, then run its
@@ -113,6 +129,7 @@ impl PolicyEngine {
             info: PolicyInfo::default(),
             settings: settings.clone(),
             services: Arc::new(services),
+            state: self.state.clone(),
             compile_time: Duration::ZERO,
             origin,
         });

@@ -1,9 +1,11 @@
 //! The per-instance host state (`Store` data) and the host side of every WIT
-//! import: config, log, DNS and server facts. A policy reaches nothing else.
+//! import: config, log, DNS, server facts and (for the `stateful-policy`
+//! world) state. A policy reaches nothing else.
 
-use super::bindings::relaygate::policy::{config, dns, log, server, types};
+use super::bindings::relaygate::policy::{config, dns, log, server, state, types};
 use crate::config::{PolicyConfig, PolicyValue};
 use crate::dns::{Dns, DnsError};
+use crate::state::StateError;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +35,8 @@ pub struct HostState {
     pub(super) call_started: Instant,
     pub(super) host_time: Duration,
     pub(super) waited: WaitClock,
+    /// The policy's keys in the state store; none during `init`.
+    pub(super) state: Option<crate::state::Namespace>,
 }
 
 /// Time a call spent yielded to the executor (shared with the yield future,
@@ -73,6 +77,7 @@ impl HostState {
             call_started: Instant::now(),
             host_time: Duration::ZERO,
             waited: WaitClock::default(),
+            state: None,
         }
     }
 
@@ -221,6 +226,100 @@ impl server::Host for HostState {
 
     async fn hostname(&mut self) -> String {
         self.services.hostname.clone()
+    }
+}
+
+impl HostState {
+    /// The policy's namespace, or the error a call during `init` gets.
+    fn namespace(&self) -> Result<crate::state::Namespace, state::StateError> {
+        self.state.clone().ok_or_else(|| {
+            state::StateError::Unavailable("state is not available during init".to_string())
+        })
+    }
+
+    /// Count a state call's wait as host time; log and convert its error.
+    fn finish_state<T>(
+        &mut self,
+        started: Instant,
+        operation: &str,
+        result: Result<T, StateError>,
+    ) -> Result<T, state::StateError> {
+        self.host_time += started.elapsed();
+        result.map_err(|error| {
+            let policy = &*self.policy_name;
+            let session = self.session_id;
+            let kind = error.kind();
+            match error {
+                StateError::Unavailable(_) | StateError::Timeout => {
+                    tracing::warn!(
+                        policy,
+                        session,
+                        operation,
+                        kind,
+                        "state store failed: {error}"
+                    )
+                }
+                StateError::TooLarge(_) | StateError::Invalid(_) => {
+                    tracing::debug!(
+                        policy,
+                        session,
+                        operation,
+                        kind,
+                        "state call refused: {error}"
+                    )
+                }
+            }
+            match error {
+                StateError::Unavailable(why) => state::StateError::Unavailable(why),
+                StateError::Timeout => state::StateError::Timeout,
+                StateError::TooLarge(why) => state::StateError::TooLarge(why),
+                StateError::Invalid(why) => state::StateError::Invalid(why),
+            }
+        })
+    }
+}
+
+impl state::Host for HostState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, state::StateError> {
+        let namespace = self.namespace()?;
+        let started = Instant::now();
+        let result = namespace.get(&key).await;
+        self.finish_state(started, "get", result)
+    }
+
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    ) -> Result<(), state::StateError> {
+        let namespace = self.namespace()?;
+        let started = Instant::now();
+        let result = namespace
+            .set(&key, &value, Duration::from_millis(ttl_ms))
+            .await;
+        self.finish_state(started, "set", result)
+    }
+
+    async fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        ttl_ms: u64,
+    ) -> Result<i64, state::StateError> {
+        let namespace = self.namespace()?;
+        let started = Instant::now();
+        let result = namespace
+            .increment(&key, delta, Duration::from_millis(ttl_ms))
+            .await;
+        self.finish_state(started, "increment", result)
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, state::StateError> {
+        let namespace = self.namespace()?;
+        let started = Instant::now();
+        let result = namespace.delete(&key).await;
+        self.finish_state(started, "delete", result)
     }
 }
 

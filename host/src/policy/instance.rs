@@ -172,13 +172,18 @@ impl PolicyInstance {
     async fn live(&mut self) -> Result<&mut Live, PolicyFailure> {
         if self.live.is_none() {
             let policy = &self.policy;
-            let state = HostState::new(
+            let mut state = HostState::new(
                 policy.services.clone(),
                 policy.name.clone(),
                 self.session_id,
                 policy.settings.memory_limit,
                 policy.settings.call_timeout,
             );
+            // Keys are namespaced by the name the policy gave in `init`;
+            // `init` itself runs before that and gets no state.
+            if !policy.info.name.is_empty() {
+                state.state = Some(policy.state.namespace(&policy.info.name));
+            }
             let mut store = Store::new(policy.pre.engine(), state);
             store.limiter(|state| state);
             store.epoch_deadline_callback(|context| {

@@ -33,6 +33,7 @@ pub struct LoadedPolicy {
     info: PolicyInfo,
     settings: PolicySettings,
     services: Arc<PolicyServices>,
+    state: crate::state::StateStore,
     compile_time: Duration,
     origin: Origin,
 }

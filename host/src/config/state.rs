@@ -1,0 +1,117 @@
+//! `[state]`: where policies that import the WIT `state` interface keep what
+//! outlives a session.
+
+use super::file::{StateBackendName, StateSection};
+use std::time::Duration;
+
+/// Which store holds policy state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateBackendKind {
+    /// In this process's memory (the default): nothing to set up, lost on
+    /// restart, not shared with other proxies.
+    Memory,
+    /// A Redis server shared by every proxy pointed at it.
+    Redis {
+        /// `redis://[user:password@]host:port[/db]` or `unix:///path`.
+        url: String,
+    },
+}
+
+/// `[state]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateConfig {
+    /// The store.
+    pub backend: StateBackendKind,
+    /// Longest wait for one state operation (connecting included).
+    pub timeout: Duration,
+    /// Prepended to every key, before the policy's name.
+    pub prefix: String,
+    /// Longest key a policy may use, in bytes.
+    pub max_key_size: usize,
+    /// Longest value a policy may store, in bytes.
+    pub max_value_size: usize,
+    /// Most keys the memory backend holds; the ones closest to expiry are
+    /// dropped first when it is full.
+    pub max_entries: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            backend: StateBackendKind::Memory,
+            timeout: Duration::from_millis(500),
+            prefix: "relaygate:".to_string(),
+            max_key_size: 256,
+            max_value_size: 4096,
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// Largest value size allowed in the config.
+const MAX_VALUE_SIZE_LIMIT: usize = 1 << 20;
+
+/// Build [`StateConfig`] from the file's `[state]`, adding any problems.
+pub(super) fn from_section(section: StateSection, problems: &mut Vec<String>) -> StateConfig {
+    let defaults = StateConfig::default();
+    let backend = match (
+        section.backend.unwrap_or(StateBackendName::Memory),
+        section.url,
+    ) {
+        (StateBackendName::Memory, None) => StateBackendKind::Memory,
+        (StateBackendName::Memory, Some(_)) => {
+            problems.push("state.url: only used with backend = \"redis\"".to_string());
+            StateBackendKind::Memory
+        }
+        (StateBackendName::Redis, None) => {
+            problems.push(
+                "state.url: required with backend = \"redis\" (e.g. \"redis://127.0.0.1:6379\")"
+                    .to_string(),
+            );
+            StateBackendKind::Memory
+        }
+        (StateBackendName::Redis, Some(url)) => {
+            if !["redis://", "unix://", "redis+unix://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+            {
+                problems.push(format!(
+                    "state.url: {:?} is not a redis:// or unix:// URL",
+                    url.split('@').next_back().unwrap_or_default()
+                ));
+            }
+            StateBackendKind::Redis { url }
+        }
+    };
+    let timeout = section.timeout.unwrap_or(defaults.timeout);
+    if timeout < Duration::from_millis(1) {
+        problems.push("state.timeout: must be at least 1ms".to_string());
+    }
+    let mut positive = |key: &str, value: Option<usize>, default: usize| {
+        let value = value.unwrap_or(default);
+        if value == 0 {
+            problems.push(format!("state.{key}: must be greater than 0"));
+        }
+        value
+    };
+    let max_key_size = positive("max_key_size", section.max_key_size, defaults.max_key_size);
+    let max_value_size = positive(
+        "max_value_size",
+        section.max_value_size,
+        defaults.max_value_size,
+    );
+    let max_entries = positive("max_entries", section.max_entries, defaults.max_entries);
+    if max_value_size > MAX_VALUE_SIZE_LIMIT {
+        problems.push(format!(
+            "state.max_value_size: at most {MAX_VALUE_SIZE_LIMIT} bytes"
+        ));
+    }
+    StateConfig {
+        backend,
+        timeout,
+        prefix: section.prefix.unwrap_or(defaults.prefix),
+        max_key_size,
+        max_value_size,
+        max_entries,
+    }
+}
