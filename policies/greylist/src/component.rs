@@ -1,0 +1,179 @@
+//! The component: WIT bindings of the `stateful-policy` world, and the hook
+//! exports. Settings are read once per instance (one per SMTP session).
+
+use std::net::IpAddr;
+use std::sync::OnceLock;
+
+use crate::kit::config::{ConfigSource, Value};
+use crate::kit::reply::Outcome;
+use crate::kit::store::{Store, StoreError};
+use crate::{Client, Reason, Settings};
+
+// The generated bindings are unsafe FFI glue without doc comments of their
+// own; the WIT files document them.
+#[allow(unsafe_code, missing_docs)]
+mod bindings {
+    wit_bindgen::generate!({ path: "../../wit", world: "stateful-policy" });
+
+    use super::Greylist;
+    export!(Greylist with_types_in self);
+}
+
+use bindings::exports::relaygate::policy::hooks::{
+    Guest, Message, Parameter, PolicyInfo, Session, Verdict,
+};
+use bindings::relaygate::policy::config as host_config;
+use bindings::relaygate::policy::log::{self, Level};
+use bindings::relaygate::policy::state as host_state;
+use bindings::relaygate::policy::types::{Action, EsmtpExtensions, Reply};
+
+static SETTINGS: OnceLock<Result<Settings, Vec<String>>> = OnceLock::new();
+
+fn settings() -> &'static Result<Settings, Vec<String>> {
+    SETTINGS.get_or_init(|| Settings::parse(&Host))
+}
+
+/// The host's imports as the kit's traits.
+struct Host;
+
+impl ConfigSource for Host {
+    fn keys(&self) -> Vec<String> {
+        host_config::keys()
+    }
+
+    fn get(&self, key: &str) -> Option<Value> {
+        host_config::get(key).map(|value| match value {
+            host_config::Value::Text(text) => Value::Text(text),
+            host_config::Value::Integer(n) => Value::Integer(n),
+            host_config::Value::Float(x) => Value::Float(x),
+            host_config::Value::Boolean(b) => Value::Boolean(b),
+            host_config::Value::TextList(list) => Value::TextList(list),
+        })
+    }
+}
+
+fn store_error(error: host_state::StateError) -> StoreError {
+    match error {
+        host_state::StateError::Unavailable(why) => StoreError::Unavailable(why),
+        host_state::StateError::Timeout => StoreError::Timeout,
+        host_state::StateError::TooLarge(why) => StoreError::TooLarge(why),
+        host_state::StateError::Invalid(why) => StoreError::Invalid(why),
+    }
+}
+
+impl Store for Host {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        host_state::get(key).map_err(store_error)
+    }
+
+    fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError> {
+        host_state::set(key, value, ttl_ms).map_err(store_error)
+    }
+
+    fn increment(&self, key: &str, delta: i64, ttl_ms: u64) -> Result<i64, StoreError> {
+        host_state::increment(key, delta, ttl_ms).map_err(store_error)
+    }
+
+    fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        host_state::delete(key).map_err(store_error)
+    }
+}
+
+fn accept() -> Verdict {
+    Verdict {
+        action: Action::Accept,
+        reply: None,
+    }
+}
+
+fn verdict(outcome: Outcome) -> Verdict {
+    let (action, reply) = match outcome {
+        Outcome::Accept => return accept(),
+        Outcome::Tempfail(reply) => (Action::Tempfail, reply),
+        Outcome::Reject(reply) => (Action::Reject, reply),
+    };
+    Verdict {
+        action,
+        reply: Some(Reply {
+            code: reply.code,
+            enhanced_status: Some(reply.status),
+            text: reply.text,
+        }),
+    }
+}
+
+struct Greylist;
+
+impl Guest for Greylist {
+    fn init() -> Result<PolicyInfo, Vec<String>> {
+        let settings = settings().as_ref().map_err(Clone::clone)?;
+        Ok(PolicyInfo {
+            name: "greylist".to_owned(),
+            summary: settings.summary(),
+            open_relay: settings.is_open_relay(),
+            needs_client_name: false,
+        })
+    }
+
+    fn connect(_session: Session) -> Verdict {
+        accept()
+    }
+
+    fn helo(_session: Session, _name: String, _extended: bool) -> Verdict {
+        accept()
+    }
+
+    fn extensions(_session: Session) -> EsmtpExtensions {
+        EsmtpExtensions::PIPELINING
+            | EsmtpExtensions::STARTTLS
+            | EsmtpExtensions::SMTPUTF8
+            | EsmtpExtensions::CHUNKING
+            | EsmtpExtensions::AUTH
+    }
+
+    fn auth(_session: Session, _mechanism: String, _identity: String) -> Verdict {
+        accept()
+    }
+
+    fn mail_from(_session: Session, _sender: String, _params: Vec<Parameter>) -> Verdict {
+        accept()
+    }
+
+    fn rcpt_to(session: Session, recipient: String, _params: Vec<Parameter>) -> Verdict {
+        let settings = match settings() {
+            Ok(settings) => settings,
+            Err(problems) => {
+                log::write(
+                    Level::Error,
+                    &format!("configuration unusable: {}", problems.join("; ")),
+                );
+                return verdict(Outcome::state_failure());
+            }
+        };
+        let client = Client {
+            ip: session.client_ip.parse::<IpAddr>().ok(),
+            auth_user: session.auth_user.as_deref(),
+        };
+        let sender = session.sender.as_deref().unwrap_or_default();
+        let (outcome, reason) = crate::rcpt_to(settings, &Host, &client, sender, &recipient);
+        match &reason {
+            Reason::StoreFailed(error) => log::write(
+                Level::Warn,
+                &format!("greylisting state failed ({error}); answering per on_state_error"),
+            ),
+            Reason::New | Reason::TooEarly => log::write(
+                Level::Info,
+                &format!(
+                    "greylisted {} from <{sender}> to <{recipient}> ({reason:?})",
+                    session.client_ip
+                ),
+            ),
+            _ => log::write(Level::Debug, &format!("greylisting: {reason:?}")),
+        }
+        verdict(outcome)
+    }
+
+    fn data(_session: Session, _message: Message) -> Verdict {
+        accept()
+    }
+}

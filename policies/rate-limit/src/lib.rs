@@ -1,0 +1,470 @@
+//! Rate limits for relaygate: recipients per authenticated user, per sender
+//! address and per client network over a fixed window, the classic defence
+//! against a compromised account or a runaway script sending through the
+//! proxy. Every RCPT TO counts once against each counter that applies; when
+//! any counter is over its limit the recipient is refused with the
+//! configured reply (451 4.7.1 by default).
+//!
+//! Counters live in relaygate's store (the WIT `state` interface) and are
+//! created by an atomic increment with a time to live of `window_secs`, so
+//! several proxies sharing one Redis server count together, and no clock is
+//! needed.
+//!
+//! `component` (wasm32 only) adapts the WIT imports to [`kit::store::Store`]
+//! and [`kit::config::ConfigSource`].
+
+pub use relaygate_policy_kit as kit;
+
+use kit::config::{ConfigSource, Reader};
+use kit::net::{self, IpNetwork};
+use kit::reply::{Outcome, check_reply};
+use kit::store::{Store, StoreError};
+use std::net::IpAddr;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+/// What to do when the state store fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStateError {
+    /// 451 4.3.0 (fail closed, the default).
+    Tempfail,
+    /// Let the recipient through uncounted (fail open).
+    Accept,
+}
+
+/// The `[policy.config]` of the rate-limit policy, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Length of a counting window in seconds.
+    pub window_secs: u64,
+    /// Recipients per authenticated user per window; 0: no limit.
+    pub max_per_user: i64,
+    /// Recipients per sender address per window; 0: no limit.
+    pub max_per_sender: i64,
+    /// Recipients per client network per window; 0: no limit.
+    pub max_per_network: i64,
+    /// Prefix length of an IPv4 client's network.
+    pub client_prefix_v4: u8,
+    /// Prefix length of an IPv6 client's network.
+    pub client_prefix_v6: u8,
+    /// Clients that are never counted.
+    pub exempt_networks: Vec<IpNetwork>,
+    /// The reply's code (4xx: tempfail, 5xx: reject).
+    pub reply_code: u16,
+    /// The reply's enhanced status.
+    pub reply_status: String,
+    /// The reply's text.
+    pub reply_text: String,
+    /// Answer to a state store failure.
+    pub on_state_error: OnStateError,
+    /// When set, recipients outside these domains are refused (554 5.7.1)
+    /// unless the client is exempt or authenticated.
+    pub local_domains: Vec<String>,
+}
+
+impl Settings {
+    /// Read and check the configuration; every problem names its key.
+    pub fn parse(source: &dyn ConfigSource) -> Result<Self, Vec<String>> {
+        let mut reader = Reader::new(source);
+        let window_secs = reader.integer("window_secs", 3600, 1, 7 * 24 * 3600);
+        let max_per_user = reader.integer("max_per_user", 500, 0, i64::from(u32::MAX));
+        let max_per_sender = reader.integer("max_per_sender", 200, 0, i64::from(u32::MAX));
+        let max_per_network = reader.integer("max_per_network", 1000, 0, i64::from(u32::MAX));
+        if max_per_user == 0 && max_per_sender == 0 && max_per_network == 0 {
+            reader.problem(
+                "max_per_user",
+                "every limit is 0 (off): set at least one of max_per_user, max_per_sender, max_per_network",
+            );
+        }
+        let client_prefix_v4 = reader.integer("client_prefix_v4", 24, 8, 32);
+        let client_prefix_v6 = reader.integer("client_prefix_v6", 64, 16, 128);
+        let exempt_networks = reader.networks("exempt_networks");
+        let reply_code = reader.integer("reply_code", 451, 400, 599);
+        let reply_status = reader.text(
+            "reply_status",
+            if reply_code >= 500 { "5.7.1" } else { "4.7.1" },
+        );
+        let reply_text = reader.text("reply_text", "Too many recipients, please try again later");
+        if let Err(why) = check_reply(reply_code, &reply_status, &reply_text) {
+            reader.problem("reply_code", why);
+        }
+        let on_state_error = match reader.choice("on_state_error", &["tempfail", "accept"]) {
+            "accept" => OnStateError::Accept,
+            _ => OnStateError::Tempfail,
+        };
+        let local_domains = reader
+            .text_list("local_domains")
+            .iter()
+            .map(|d| d.trim().trim_end_matches('.').to_lowercase())
+            .collect();
+        reader.finish()?;
+        Ok(Self {
+            window_secs: window_secs as u64,
+            max_per_user,
+            max_per_sender,
+            max_per_network,
+            client_prefix_v4: client_prefix_v4 as u8,
+            client_prefix_v6: client_prefix_v6 as u8,
+            exempt_networks,
+            reply_code: reply_code as u16,
+            reply_status,
+            reply_text,
+            on_state_error,
+            local_domains,
+        })
+    }
+
+    /// One line for the admin.
+    pub fn summary(&self) -> String {
+        let limit = |n: i64| {
+            if n == 0 {
+                "off".to_string()
+            } else {
+                n.to_string()
+            }
+        };
+        format!(
+            "rate limit per {}s: user {}, sender {}, network (/{}, /{}) {}; {} exempt networks; over the limit: {} {}; state errors {}{}",
+            self.window_secs,
+            limit(self.max_per_user),
+            limit(self.max_per_sender),
+            self.client_prefix_v4,
+            self.client_prefix_v6,
+            limit(self.max_per_network),
+            self.exempt_networks.len(),
+            self.reply_code,
+            self.reply_status,
+            match self.on_state_error {
+                OnStateError::Tempfail => "tempfail",
+                OnStateError::Accept => "accept",
+            },
+            if self.local_domains.is_empty() {
+                ", relaying left to the upstream".to_string()
+            } else {
+                format!(", relay only to {} local domains", self.local_domains.len())
+            },
+        )
+    }
+
+    /// Whether, as configured, any client may relay to any domain.
+    pub fn is_open_relay(&self) -> bool {
+        self.local_domains.is_empty()
+    }
+}
+
+/// The client and transaction as the rcpt-to hook sees them.
+#[derive(Debug, Clone)]
+pub struct Sender<'a> {
+    /// The client's address.
+    pub ip: Option<IpAddr>,
+    /// Its authenticated identity.
+    pub auth_user: Option<&'a str>,
+    /// The reverse path ("" for the null sender).
+    pub address: &'a str,
+}
+
+/// Which counter, for the policy's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Per authenticated user.
+    User,
+    /// Per sender address.
+    Sender,
+    /// Per client network.
+    Network,
+}
+
+/// Why the recipient was answered as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// An exempt network: not counted.
+    Exempt,
+    /// Relay refused: not a local domain.
+    NotLocal,
+    /// Every counter within its limit.
+    Within,
+    /// This counter went over its limit, with the count reached.
+    Over(Counter, i64),
+    /// The store failed.
+    StoreFailed(StoreError),
+}
+
+/// Count one recipient and decide.
+pub fn rcpt_to(
+    settings: &Settings,
+    store: &dyn Store,
+    sender: &Sender<'_>,
+    recipient: &str,
+) -> (Outcome, Reason) {
+    let exempt = sender
+        .ip
+        .is_some_and(|ip| net::contains(&settings.exempt_networks, ip));
+    if !settings.local_domains.is_empty() && !exempt && sender.auth_user.is_none() {
+        let local = net::domain_of(recipient).is_some_and(|d| settings.local_domains.contains(&d));
+        if !local {
+            return (
+                Outcome::refuse(554, "5.7.1", "Relay access denied"),
+                Reason::NotLocal,
+            );
+        }
+    }
+    if exempt {
+        return (Outcome::Accept, Reason::Exempt);
+    }
+    match count(settings, store, sender) {
+        Ok(None) => (Outcome::Accept, Reason::Within),
+        Ok(Some((counter, reached))) => (
+            Outcome::refuse(
+                settings.reply_code,
+                &settings.reply_status,
+                &settings.reply_text,
+            ),
+            Reason::Over(counter, reached),
+        ),
+        Err(error) => {
+            let outcome = match settings.on_state_error {
+                OnStateError::Tempfail => Outcome::state_failure(),
+                OnStateError::Accept => Outcome::Accept,
+            };
+            (outcome, Reason::StoreFailed(error))
+        }
+    }
+}
+
+/// Increment every counter that applies; the first one over its limit.
+fn count(
+    settings: &Settings,
+    store: &dyn Store,
+    sender: &Sender<'_>,
+) -> Result<Option<(Counter, i64)>, StoreError> {
+    let mut counters = Vec::with_capacity(3);
+    if let Some(user) = sender.auth_user
+        && settings.max_per_user > 0
+    {
+        counters.push((
+            Counter::User,
+            kit::state_key("user", &kit::normalise_address(user)),
+            settings.max_per_user,
+        ));
+    }
+    let address = kit::normalise_address(sender.address);
+    if !address.is_empty() && settings.max_per_sender > 0 {
+        counters.push((
+            Counter::Sender,
+            kit::state_key("sender", &address),
+            settings.max_per_sender,
+        ));
+    }
+    if settings.max_per_network > 0 {
+        let network = sender.ip.map_or_else(
+            || "unknown".to_string(),
+            |ip| net::client_network(ip, settings.client_prefix_v4, settings.client_prefix_v6),
+        );
+        counters.push((
+            Counter::Network,
+            kit::state_key("net", &network),
+            settings.max_per_network,
+        ));
+    }
+    let window_ms = settings.window_secs * 1000;
+    let mut over = None;
+    for (counter, key, limit) in counters {
+        let reached = store.increment(&key, 1, window_ms)?;
+        if reached > limit && over.is_none() {
+            over = Some((counter, reached));
+        }
+    }
+    Ok(over)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kit::config::Value;
+    use kit::store::MemoryStore;
+
+    fn settings(extra: Vec<(&str, Value)>) -> Settings {
+        let mut table = vec![
+            ("window_secs", Value::Integer(60)),
+            ("max_per_user", Value::Integer(3)),
+            ("max_per_sender", Value::Integer(5)),
+            ("max_per_network", Value::Integer(10)),
+        ];
+        for (key, value) in extra {
+            table.retain(|(k, _)| *k != key);
+            table.push((key, value));
+        }
+        Settings::parse(&table).expect("valid settings")
+    }
+
+    fn user(name: &'static str, address: &'static str) -> Sender<'static> {
+        Sender {
+            ip: Some("192.0.2.7".parse().unwrap()),
+            auth_user: Some(name),
+            address,
+        }
+    }
+
+    #[test]
+    fn a_user_over_the_limit_is_refused_until_the_window_ends() {
+        let settings = settings(vec![]);
+        let store = MemoryStore::new();
+        // Changing the sender address does not escape the per-user limit.
+        let senders = ["a@x.org", "b@x.org", "c@x.org", "d@x.org"];
+        for (n, address) in senders.iter().enumerate() {
+            let who = user("joe", address);
+            let (outcome, reason) = rcpt_to(&settings, &store, &who, "r@y.com");
+            if n < 3 {
+                assert_eq!(outcome, Outcome::Accept, "{n}");
+            } else {
+                assert_eq!(reason, Reason::Over(Counter::User, 4));
+                assert!(
+                    matches!(&outcome, Outcome::Tempfail(r) if r.code == 451 && r.status == "4.7.1")
+                );
+            }
+        }
+        // Another user is not affected; JOE is joe.
+        assert!(
+            rcpt_to(&settings, &store, &user("ann", "e@x.org"), "r@y.com")
+                .0
+                .is_accept()
+        );
+        assert!(
+            !rcpt_to(&settings, &store, &user("JOE", "f@x.org"), "r@y.com")
+                .0
+                .is_accept()
+        );
+        store.advance_ms(60_001);
+        assert!(
+            rcpt_to(&settings, &store, &user("joe", "a@x.org"), "r@y.com")
+                .0
+                .is_accept()
+        );
+    }
+
+    #[test]
+    fn senders_and_networks_are_counted_without_auth() {
+        let settings = settings(vec![]);
+        let store = MemoryStore::new();
+        let anonymous = |ip: &str, address: &'static str| Sender {
+            ip: Some(ip.parse().unwrap()),
+            auth_user: None,
+            address,
+        };
+        for _ in 0..5 {
+            assert!(
+                rcpt_to(
+                    &settings,
+                    &store,
+                    &anonymous("192.0.2.1", "s@x.org"),
+                    "r@y.com"
+                )
+                .0
+                .is_accept()
+            );
+        }
+        let (_, reason) = rcpt_to(
+            &settings,
+            &store,
+            &anonymous("198.51.100.1", "S@X.org"),
+            "r@y.com",
+        );
+        assert_eq!(reason, Reason::Over(Counter::Sender, 6));
+        // The network counter: 5 + 5 more from the same /24 with other senders.
+        for sender in ["1@x.org", "2@x.org", "3@x.org", "4@x.org", "5@x.org"] {
+            assert!(
+                rcpt_to(
+                    &settings,
+                    &store,
+                    &anonymous("192.0.2.200", sender),
+                    "r@y.com"
+                )
+                .0
+                .is_accept()
+            );
+        }
+        let (_, reason) = rcpt_to(
+            &settings,
+            &store,
+            &anonymous("192.0.2.9", "6@x.org"),
+            "r@y.com",
+        );
+        assert_eq!(reason, Reason::Over(Counter::Network, 11));
+        // The null sender is not a sender counter.
+        let (_, reason) = rcpt_to(&settings, &store, &anonymous("203.0.113.1", ""), "r@y.com");
+        assert_eq!(reason, Reason::Within);
+        assert!(!store.keys().iter().any(|k| k == "sender:"));
+    }
+
+    #[test]
+    fn exempt_networks_are_not_counted_and_replies_are_configurable() {
+        let settings = settings(vec![
+            (
+                "exempt_networks",
+                Value::TextList(vec!["10.0.0.0/8".into()]),
+            ),
+            ("max_per_sender", Value::Integer(1)),
+            ("reply_code", Value::Integer(550)),
+            ("reply_text", Value::Text("Sending limit reached".into())),
+        ]);
+        let store = MemoryStore::new();
+        let inside = Sender {
+            ip: Some("10.1.1.1".parse().unwrap()),
+            auth_user: None,
+            address: "s@x.org",
+        };
+        for _ in 0..5 {
+            assert_eq!(
+                rcpt_to(&settings, &store, &inside, "r@y.com").1,
+                Reason::Exempt
+            );
+        }
+        assert!(store.keys().is_empty());
+        let outside = Sender {
+            ip: Some("192.0.2.1".parse().unwrap()),
+            ..inside
+        };
+        assert!(
+            rcpt_to(&settings, &store, &outside, "r@y.com")
+                .0
+                .is_accept()
+        );
+        let (outcome, _) = rcpt_to(&settings, &store, &outside, "r@y.com");
+        assert!(
+            matches!(outcome, Outcome::Reject(r) if r.code == 550 && r.status == "5.7.1" && r.text == "Sending limit reached")
+        );
+    }
+
+    #[test]
+    fn store_failures_tempfail_or_accept_as_configured() {
+        let store = MemoryStore::new();
+        store.set_down(true);
+        let who = user("joe", "a@x.org");
+        let (outcome, reason) = rcpt_to(&settings(vec![]), &store, &who, "r@y.com");
+        assert!(matches!(&outcome, Outcome::Tempfail(r) if r.status == "4.3.0"));
+        assert!(matches!(
+            reason,
+            Reason::StoreFailed(StoreError::Unavailable(_))
+        ));
+        let open = settings(vec![("on_state_error", Value::Text("accept".into()))]);
+        assert!(rcpt_to(&open, &store, &who, "r@y.com").0.is_accept());
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let table = vec![
+            ("max_per_user", Value::Integer(0)),
+            ("max_per_sender", Value::Integer(0)),
+            ("max_per_network", Value::Integer(0)),
+            ("reply_code", Value::Integer(451)),
+            ("reply_status", Value::Text("5.7.1".into())),
+            ("windw_secs", Value::Integer(5)),
+        ];
+        let problems = Settings::parse(&table).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("max_per_user: every limit is 0"));
+        assert!(problems[1].starts_with("reply_code:"));
+        assert!(problems[2].starts_with("windw_secs: unknown key"));
+    }
+}
