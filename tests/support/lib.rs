@@ -15,6 +15,8 @@
 //!   never waits for a reply longer than its read timeout.
 //! - [`policies`]: the variants under `policies/`, built from source when a test asks.
 //! - [`proxy`]: relaygate itself, in-process on a loopback port, stopped when dropped.
+//! - [`redis`]: a real `redis-server` child on a loopback port, killed when dropped and
+//!   restartable, for the shared-state tests.
 //! - [`tools`]: finding and running the Debian tools some tests use (`smtp-sink`,
 //!   `smtp-source`, `swaks`), skipping cleanly when they are missing.
 
@@ -23,5 +25,6 @@ pub mod client;
 pub mod dns;
 pub mod policies;
 pub mod proxy;
+pub mod redis;
 pub mod tools;
 pub mod upstream;
