@@ -165,6 +165,9 @@ impl Reloader {
         if config.proxy != self.lock_running().proxy {
             tracing::warn!("[proxy] settings changed: they take effect only after a restart");
         }
+        if config.state != self.lock_running().state {
+            tracing::warn!("[state] settings changed: they take effect only after a restart");
+        }
         let policy = load_policy(&config, &self.engine, self.dns.clone())
             .await
             .map_err(|e| format!("{e:#}"))?;

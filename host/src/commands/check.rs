@@ -37,6 +37,7 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         policy.digest()
     );
     println!("mode:      {}", info.summary);
+    print_state(config).await;
     for note in config.inactive_sections() {
         println!("note:      {note}");
     }
@@ -44,4 +45,20 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         println!("WARNING:   OPEN RELAY: any client may relay mail to any domain");
     }
     Ok(())
+}
+
+/// The `[state]` backend, and for Redis whether it answers now (a proxy
+/// starts without it; its stateful policies then tempfail).
+async fn print_state(config: &Config) {
+    use relaygate::config::StateBackendKind;
+    match relaygate::state::StateStore::from_config(&config.state) {
+        Ok(store) => match config.state.backend {
+            StateBackendKind::Memory => println!("state:     {}", store.describe()),
+            StateBackendKind::Redis { .. } => match store.ping().await {
+                Ok(()) => println!("state:     {} (answers)", store.describe()),
+                Err(e) => println!("WARNING:   state {} does not answer: {e}", store.describe()),
+            },
+        },
+        Err(e) => println!("WARNING:   state: {e:#}"),
+    }
 }

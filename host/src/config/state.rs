@@ -115,3 +115,54 @@ pub(super) fn from_section(section: StateSection, problems: &mut Vec<String>) ->
         max_entries,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        Config::parse(text)
+            .expect_err("config should be refused")
+            .problems
+    }
+
+    #[test]
+    fn memory_is_the_default() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.state, StateConfig::default());
+        assert_eq!(config.state.backend, StateBackendKind::Memory);
+    }
+
+    #[test]
+    fn redis_needs_a_url() {
+        let config = Config::parse(
+            "[state]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379/1\"\ntimeout = \"250ms\"\nprefix = \"site1:\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.state.backend,
+            StateBackendKind::Redis {
+                url: "redis://127.0.0.1:6379/1".to_string()
+            }
+        );
+        assert_eq!(config.state.timeout, Duration::from_millis(250));
+        assert_eq!(config.state.prefix, "site1:");
+        let p = problems("[state]\nbackend = \"redis\"\n");
+        assert!(p[0].starts_with("state.url: required"), "{p:?}");
+        let p = problems("[state]\nbackend = \"redis\"\nurl = \"http://x\"\n");
+        assert!(p[0].starts_with("state.url:"), "{p:?}");
+        let p = problems("[state]\nurl = \"redis://x:1\"\n");
+        assert!(p[0].starts_with("state.url: only used"), "{p:?}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let p = problems("[state]\nbackend = \"etcd\"\n");
+        assert!(p[0].starts_with("state.backend:"), "{p:?}");
+        let p = problems("[state]\nmax_key_size = 0\nmax_value_size = 2000000\ntimeout = \"0s\"\n");
+        assert_eq!(p.len(), 3, "{p:?}");
+        let p = problems("[state]\nmax_entrys = 5\n");
+        assert!(p[0].contains("unknown field `max_entrys`"), "{p:?}");
+    }
+}
