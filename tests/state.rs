@@ -11,7 +11,12 @@ use relaygate_tests::proxy::TestProxy;
 use relaygate_tests::redis::RedisServer;
 use relaygate_tests::upstream::{RecordingUpstream, UpstreamBehaviour};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 /// Greylisting with a one-second delay, each 127.0.0.x its own client (/32), and
 /// 127.0.0.50 known-good.
@@ -32,6 +37,7 @@ fn config(policy: &str, policy_config: &str, state: &str) -> String {
         r#"
 [proxy]
 upstream = "{{upstream}}"
+proxy_protocol_listen = ["127.0.0.1:0"]
 [policy]
 module = "{}"
 watch = false
@@ -324,4 +330,120 @@ async fn only_stateful_components_import_state_and_plain_ones_still_load() {
     let proxy = TestProxy::start(&text, upstream.addr()).await.unwrap();
     let reply = rcpt(proxy.addr(), "127.0.0.1", "a@example.org", "b@example.com").await;
     assert_eq!(reply.code, 250, "{reply:?}");
+}
+
+/// A TCP load balancer on one loopback address: connections go to the backends in turn,
+/// each preceded by a PROXY protocol v1 header naming the real client, as HAProxy's
+/// `send-proxy` does. Stops when dropped.
+struct Balancer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Balancer {
+    async fn start(backends: Vec<SocketAddr>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let next = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, peer)) = listener.accept().await {
+                let backend = backends[next.fetch_add(1, Ordering::Relaxed) % backends.len()];
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(backend).await else {
+                        return;
+                    };
+                    let header = format!(
+                        "PROXY TCP4 {} {} {} {}\r\n",
+                        peer.ip(),
+                        addr.ip(),
+                        peer.port(),
+                        addr.port()
+                    );
+                    if server.write_all(header.as_bytes()).await.is_ok() {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Two proxies sharing one Redis behind one balanced address, as the README's "Running
+/// several instances" describes; the caller keeps everything alive.
+async fn two_behind_one_address(
+    policy: &str,
+    policy_config: &str,
+    redis: &RedisServer,
+    upstream: &RecordingUpstream,
+) -> (Balancer, TestProxy, TestProxy) {
+    let text = config(policy, policy_config, &redis_state(&redis.url()));
+    let first = TestProxy::start(&text, upstream.addr()).await.unwrap();
+    let second = TestProxy::start(&text, upstream.addr()).await.unwrap();
+    let backends = vec![
+        first.proxy_protocol_addr().unwrap(),
+        second.proxy_protocol_addr().unwrap(),
+    ];
+    (Balancer::start(backends).await, first, second)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_proxies_behind_one_address_enforce_one_greylist() {
+    let Some(redis) = RedisServer::start().unwrap() else {
+        return;
+    };
+    let upstream = upstream().await;
+    let (balancer, _first, _second) =
+        two_behind_one_address("greylist", GREYLIST, &redis, &upstream).await;
+    let (a, b) = ("a@example.org", "b@example.com");
+    // Connections alternate: 1st to one proxy, 2nd to the other, and so on.
+    let reply = rcpt(balancer.addr, "127.0.0.71", a, b).await;
+    assert!(is_greylisted(&reply), "first attempt: {reply:?}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let reply = rcpt(balancer.addr, "127.0.0.71", a, b).await;
+    assert_eq!(reply.code, 250, "retry, through the other proxy: {reply:?}");
+    let reply = rcpt(balancer.addr, "127.0.0.71", a, b).await;
+    assert_eq!(reply.code, 250, "known, through the first again: {reply:?}");
+    // The client address comes from the PROXY header: another client is another triplet.
+    let reply = rcpt(balancer.addr, "127.0.0.72", a, b).await;
+    assert!(is_greylisted(&reply), "other client: {reply:?}");
+    let keys = redis.keys("relaygate:greylist:*127.0.0.7*").unwrap();
+    assert!(keys.len() >= 2, "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_proxies_behind_one_address_enforce_one_rate_limit() {
+    let Some(redis) = RedisServer::start().unwrap() else {
+        return;
+    };
+    let upstream = upstream().await;
+    let (balancer, _first, _second) =
+        two_behind_one_address("rate-limit", RATE_LIMIT, &redis, &upstream).await;
+    let sender = "bulk@example.org";
+    for n in 0..3 {
+        let reply = rcpt(
+            balancer.addr,
+            "127.0.0.81",
+            sender,
+            &format!("r{n}@example.com"),
+        )
+        .await;
+        assert_eq!(reply.code, 250, "recipient {n}: {reply:?}");
+    }
+    for n in 3..5 {
+        let reply = rcpt(
+            balancer.addr,
+            "127.0.0.81",
+            sender,
+            &format!("r{n}@example.com"),
+        )
+        .await;
+        assert_eq!(reply.code, 452, "recipient {n}: {reply:?}");
+    }
 }
