@@ -198,7 +198,8 @@ async fn redis_outage_gives_prompt_tempfails_and_service_returns_with_it() {
         return;
     };
     let upstream = upstream().await;
-    let text = config("greylist", GREYLIST, &redis_state(&redis.url()));
+    let text = config("greylist", GREYLIST, &redis_state(&redis.url()))
+        + "[admin]\nlisten = \"127.0.0.1:0\"\n";
     let proxy = TestProxy::start(&text, upstream.addr()).await.unwrap();
     let (a, b) = ("a@example.org", "b@example.com");
     assert!(is_greylisted(&rcpt(proxy.addr(), "127.0.0.31", a, b).await));
@@ -218,6 +219,18 @@ async fn redis_outage_gives_prompt_tempfails_and_service_returns_with_it() {
     }
     // The known-good client needs no state and is served throughout.
     assert_eq!(rcpt(proxy.addr(), "127.0.0.50", a, b).await.code, 250);
+    // The failures are counted for the admin.
+    let admin = proxy.admin_addr().unwrap();
+    let (status, metrics) = relaygate_tests::admin::http(admin, "GET", "/metrics")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("relaygate_state_errors_total{kind=\"unavailable\"} ")),
+        "{metrics}"
+    );
 
     redis.restart().unwrap();
     // The restarted server is empty: the triplet is new again, greylisted, not a failure.

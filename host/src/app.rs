@@ -84,7 +84,9 @@ impl App {
         admin: Option<TcpListener>,
     ) -> anyhow::Result<Self> {
         let dns = Dns::new(&config.dns).context("setting up DNS")?;
-        let state_store = crate::state::StateStore::from_config(&config.state)?;
+        let metrics = Arc::new(Metrics::default());
+        let state_store = crate::state::StateStore::from_config(&config.state)?
+            .with_error_counter(metrics.state_errors.clone());
         tracing::info!("policy state: {}", state_store.describe());
         let engine = PolicyEngine::new(config.policy.cache_dir.clone())
             .context("starting the WebAssembly engine")?
@@ -111,7 +113,7 @@ impl App {
                 smtputf8: Arc::new(AtomicBool::new(false)),
             },
             next_session: AtomicU64::new(1),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             ready: AtomicBool::new(false),
         });
         let reloader = Arc::new(Reloader::new(

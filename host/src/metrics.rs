@@ -46,6 +46,9 @@ pub struct Metrics {
     pub reloads: Family<KindLabel, Counter>,
     /// Failed SMTP AUTH attempts.
     pub auth_failures: Counter,
+    /// Failed policy state operations by kind (unavailable, timeout,
+    /// too-large, invalid).
+    pub state_errors: Family<KindLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -62,6 +65,7 @@ impl Default for Metrics {
             upstream_errors: Counter::default(),
             reloads: Family::default(),
             auth_failures: Counter::default(),
+            state_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -108,6 +112,11 @@ impl Default for Metrics {
             "auth_failures",
             "Failed SMTP AUTH attempts",
             metrics.auth_failures.clone(),
+        );
+        registry.register(
+            "state_errors",
+            "Policy state operations that failed, by kind",
+            metrics.state_errors.clone(),
         );
         Self {
             registry,

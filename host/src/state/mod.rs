@@ -12,6 +12,9 @@ pub mod memory;
 pub mod redis;
 
 use crate::config::{StateBackendKind, StateConfig};
+use crate::metrics::KindLabel;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -95,6 +98,7 @@ struct Rules {
 pub struct StateStore {
     backend: Arc<dyn StateBackend>,
     rules: Arc<Rules>,
+    errors: Family<KindLabel, Counter>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -138,7 +142,24 @@ impl StateStore {
                 max_key_size: config.max_key_size,
                 max_value_size: config.max_value_size,
             }),
+            errors: Family::default(),
         }
+    }
+
+    /// Count failed operations in `errors` (the proxy's
+    /// `relaygate_state_errors_total{kind}`).
+    pub fn with_error_counter(mut self, errors: Family<KindLabel, Counter>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    fn count<T>(&self, result: Result<T, StateError>) -> Result<T, StateError> {
+        if let Err(error) = &result {
+            self.errors
+                .get_or_create(&KindLabel { kind: error.kind() })
+                .inc();
+        }
+        result
     }
 
     /// The keys of the policy named `policy`.
@@ -170,43 +191,55 @@ pub struct Namespace {
 impl Namespace {
     /// The value of `key`.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        let key = self.key(key)?;
-        bounded(self.store.rules.timeout, self.store.backend.get(&key)).await
+        let result = async {
+            let key = self.key(key)?;
+            bounded(self.store.rules.timeout, self.store.backend.get(&key)).await
+        };
+        self.store.count(result.await)
     }
 
     /// Store `value` under `key` for `ttl`.
     pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError> {
-        let key = self.key(key)?;
-        let max = self.store.rules.max_value_size;
-        if value.len() > max {
-            return Err(StateError::TooLarge(format!(
-                "value of {} bytes is over [state] max_value_size ({max} bytes)",
-                value.len()
-            )));
-        }
-        check_ttl(ttl)?;
-        bounded(
-            self.store.rules.timeout,
-            self.store.backend.set(&key, value, ttl),
-        )
-        .await
+        let result = async {
+            let key = self.key(key)?;
+            let max = self.store.rules.max_value_size;
+            if value.len() > max {
+                return Err(StateError::TooLarge(format!(
+                    "value of {} bytes is over [state] max_value_size ({max} bytes)",
+                    value.len()
+                )));
+            }
+            check_ttl(ttl)?;
+            bounded(
+                self.store.rules.timeout,
+                self.store.backend.set(&key, value, ttl),
+            )
+            .await
+        };
+        self.store.count(result.await)
     }
 
     /// Add `delta` to the counter under `key`.
     pub async fn increment(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, StateError> {
-        let key = self.key(key)?;
-        check_ttl(ttl)?;
-        bounded(
-            self.store.rules.timeout,
-            self.store.backend.increment(&key, delta, ttl),
-        )
-        .await
+        let result = async {
+            let key = self.key(key)?;
+            check_ttl(ttl)?;
+            bounded(
+                self.store.rules.timeout,
+                self.store.backend.increment(&key, delta, ttl),
+            )
+            .await
+        };
+        self.store.count(result.await)
     }
 
     /// Remove `key`.
     pub async fn delete(&self, key: &str) -> Result<bool, StateError> {
-        let key = self.key(key)?;
-        bounded(self.store.rules.timeout, self.store.backend.delete(&key)).await
+        let result = async {
+            let key = self.key(key)?;
+            bounded(self.store.rules.timeout, self.store.backend.delete(&key)).await
+        };
+        self.store.count(result.await)
     }
 
     /// The backend's key for the policy's `key`, after the checks.
@@ -303,6 +336,22 @@ mod tests {
         ));
         // At the limits exactly, all is well.
         ns.set("12345678", b"1234", ttl).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn failures_are_counted_by_kind() {
+        let errors = Family::<KindLabel, Counter>::default();
+        let store = store().with_error_counter(errors.clone());
+        let ns = store.namespace("p");
+        let ttl = Duration::from_secs(60);
+        let _ = ns.set("123456789", b"v", ttl).await;
+        let _ = ns.set("k", b"12345", ttl).await;
+        let _ = ns.get("").await;
+        ns.set("k", b"1", ttl).await.unwrap();
+        let count = |kind| errors.get_or_create(&KindLabel { kind }).get();
+        assert_eq!(count("too-large"), 2);
+        assert_eq!(count("invalid"), 1);
+        assert_eq!(count("timeout"), 0);
     }
 
     struct Stuck;
