@@ -36,7 +36,7 @@ pub struct HostState {
     pub(super) host_time: Duration,
     pub(super) waited: WaitClock,
     /// The policy's keys in the state store; none during `init`.
-    pub(super) state: Option<crate::state::Namespace>,
+    pub(super) state_keys: Option<crate::state::Namespace>,
 }
 
 /// Time a call spent yielded to the executor (shared with the yield future,
@@ -77,7 +77,7 @@ impl HostState {
             call_started: Instant::now(),
             host_time: Duration::ZERO,
             waited: WaitClock::default(),
-            state: None,
+            state_keys: None,
         }
     }
 
@@ -232,7 +232,7 @@ impl server::Host for HostState {
 impl HostState {
     /// The policy's namespace, or the error a call during `init` gets.
     fn namespace(&self) -> Result<crate::state::Namespace, state::StateError> {
-        self.state.clone().ok_or_else(|| {
+        self.state_keys.clone().ok_or_else(|| {
             state::StateError::Unavailable("state is not available during init".to_string())
         })
     }

@@ -182,7 +182,7 @@ impl PolicyInstance {
             // Keys are namespaced by the name the policy gave in `init`;
             // `init` itself runs before that and gets no state.
             if !policy.info.name.is_empty() {
-                state.state = Some(policy.state.namespace(&policy.info.name));
+                state.state_keys = Some(policy.state.namespace(&policy.info.name));
             }
             let mut store = Store::new(policy.pre.engine(), state);
             store.limiter(|state| state);
