@@ -22,6 +22,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod dns;
