@@ -13,6 +13,7 @@
 //! - [`policy`]: the wasmtime host: loading, limits, hook calls, imports.
 //! - [`dns`]: lookups offered to policies.
 //! - [`upstream`]: the SMTP client towards the existing mail server.
+//! - [`tls`]: STARTTLS towards clients (rustls acceptor, clear-or-TLS stream).
 //!
 //! [`config`] turns the TOML file into one validated [`config::Config`];
 //! [`app`] assembles a running proxy from it. [`reload`] swaps a new policy
@@ -34,5 +35,6 @@ pub mod reload;
 pub mod server;
 pub mod session;
 pub mod smtp;
+pub mod tls;
 pub mod upstream;
 pub mod watch;

@@ -37,7 +37,7 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         policy.digest()
     );
     println!("mode:      {}", info.summary);
-    for note in config.inactive_sections() {
+    for note in config.warnings() {
         println!("note:      {note}");
     }
     if info.open_relay {

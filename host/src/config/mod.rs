@@ -31,9 +31,9 @@ pub struct Config {
     pub policy: PolicySettings,
     /// `[dns]`.
     pub dns: DnsConfig,
-    /// `[auth]`, parsed and checked; see [`Config::inactive_sections`].
+    /// `[auth]`: how SMTP AUTH credentials are checked.
     pub auth: Option<AuthConfig>,
-    /// `[tls]`, parsed and checked; see [`Config::inactive_sections`].
+    /// `[tls]`: the certificate offered with STARTTLS.
     pub tls: Option<TlsConfig>,
     /// `[admin] listen`: the loopback HTTP endpoint for status and reload.
     pub admin_listen: Option<SocketAddr>,
@@ -386,15 +386,21 @@ impl Config {
             auth_config(auth, &hostname, &mut problems)
         });
         let tls = file.tls.map(|tls| {
+            let mut readable = true;
             for (key, path) in [("cert", &tls.cert), ("key", &tls.key)] {
                 if let Err(e) = std::fs::metadata(path) {
                     problems.push(format!("tls.{key}: cannot read {}: {e}", path.display()));
+                    readable = false;
                 }
             }
-            TlsConfig {
+            let tls = TlsConfig {
                 cert: tls.cert,
                 key: tls.key,
+            };
+            if readable && let Err(e) = crate::tls::acceptor(&tls) {
+                problems.push(format!("{e:#}"));
             }
+            tls
         });
 
         let config = Self {
@@ -474,18 +480,15 @@ impl Config {
         problems
     }
 
-    /// Sections that are accepted and checked but not acted on by this
-    /// version, each with a line explaining the consequence.
-    pub fn inactive_sections(&self) -> Vec<String> {
+    /// Settings that work but probably not as intended, one line each.
+    pub fn warnings(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if self.auth.is_some() {
+        if let Some(auth) = &self.auth
+            && auth.require_tls
+            && self.tls.is_none()
+        {
             notes.push(
-                "[auth] is accepted but SMTP AUTH is not implemented in this version: AUTH is never offered, so clients the policy requires to authenticate are refused (530)".to_string(),
-            );
-        }
-        if self.tls.is_some() {
-            notes.push(
-                "[tls] is accepted but STARTTLS is not implemented in this version: it is not offered".to_string(),
+                "[auth] require_tls = true but there is no [tls] certificate: STARTTLS is never possible, so AUTH is never offered".to_string(),
             );
         }
         notes
