@@ -93,7 +93,12 @@ const EXPECTED: [Verification; 4] = [
 async fn check_backend(dovecot: &Dovecot, lines: &str) {
     let authenticator = Authenticator::new(&auth_config(lines)).expect("authenticator");
     let answers = standard_answers(&authenticator).await;
-    assert_eq!(answers, EXPECTED, "config:\n{lines}\ndovecot log:\n{}", dovecot.log());
+    assert_eq!(
+        answers,
+        EXPECTED,
+        "config:\n{lines}\ndovecot log:\n{}",
+        dovecot.log()
+    );
 }
 
 #[tokio::test]
@@ -105,7 +110,10 @@ async fn imap_over_plain_starttls_and_implicit_tls() {
     let ca = toml_path(certs.ca_pem());
     check_backend(
         &dovecot,
-        &format!("backend = \"imap\"\nserver = \"{}\"\ntls = \"none\"", dovecot.imap_addr()),
+        &format!(
+            "backend = \"imap\"\nserver = \"{}\"\ntls = \"none\"",
+            dovecot.imap_addr()
+        ),
     )
     .await;
     check_backend(
@@ -163,7 +171,10 @@ async fn an_untrusted_certificate_is_unavailable_never_accepted() {
         return;
     };
     let other_ca = TestCerts::generate(&["localhost"]).unwrap();
-    for (backend, address) in [("imap", dovecot.imaps_addr()), ("pop3", dovecot.pop3s_addr())] {
+    for (backend, address) in [
+        ("imap", dovecot.imaps_addr()),
+        ("pop3", dovecot.pop3s_addr()),
+    ] {
         let config = auth_config(&format!(
             "backend = \"{backend}\"\nserver = \"{address}\"\ntls = \"implicit\"\ntls_ca = {}",
             toml_path(other_ca.ca_pem())
@@ -187,7 +198,10 @@ async fn an_untrusted_certificate_is_unavailable_never_accepted() {
         .unwrap()
         .verify(client(), &credentials("alice", ALICE_PASSWORD))
         .await;
-    assert!(matches!(answer, Verification::Unavailable { .. }), "{answer:?}");
+    assert!(
+        matches!(answer, Verification::Unavailable { .. }),
+        "{answer:?}"
+    );
 }
 
 #[tokio::test]
@@ -196,15 +210,26 @@ async fn file_backend_with_argon2_and_bcrypt_reloads_on_change() {
     let path = dir.path().join("users");
     let argon = relaygate::auth::file::hash_password(ALICE_PASSWORD).unwrap();
     let bcrypt = bcrypt::hash(BOB_PASSWORD, 4).unwrap();
-    std::fs::write(&path, format!("# test users\nalice:{argon}\n\nbob:{bcrypt}\n")).unwrap();
-    let config = auth_config(&format!("backend = \"file\"\nusers_file = {}", toml_path(&path)));
+    std::fs::write(
+        &path,
+        format!("# test users\nalice:{argon}\n\nbob:{bcrypt}\n"),
+    )
+    .unwrap();
+    let config = auth_config(&format!(
+        "backend = \"file\"\nusers_file = {}",
+        toml_path(&path)
+    ));
     let authenticator = Authenticator::new(&config).unwrap();
     assert_eq!(standard_answers(&authenticator).await, EXPECTED);
 
     // A new password for bob (and a different size, so the change is seen even
     // within the file system's time resolution).
     let new_bcrypt = bcrypt::hash("new-password", 5).unwrap();
-    std::fs::write(&path, format!("alice:{argon}\nbob:{new_bcrypt}\n# changed\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("alice:{argon}\nbob:{new_bcrypt}\n# changed\n"),
+    )
+    .unwrap();
     assert_eq!(
         authenticator
             .verify(client(), &credentials("bob", BOB_PASSWORD))
@@ -223,12 +248,18 @@ async fn file_backend_with_argon2_and_bcrypt_reloads_on_change() {
     let answer = authenticator
         .verify(client(), &credentials("alice", ALICE_PASSWORD))
         .await;
-    assert!(matches!(answer, Verification::Unavailable { .. }), "{answer:?}");
+    assert!(
+        matches!(answer, Verification::Unavailable { .. }),
+        "{answer:?}"
+    );
 
     // A bad file is a startup error naming the key and line.
     let error = Authenticator::new(&config).unwrap_err();
     let text = format!("{error:#}");
-    assert!(text.contains("auth.users_file") && text.contains("line 1"), "{text}");
+    assert!(
+        text.contains("auth.users_file") && text.contains("line 1"),
+        "{text}"
+    );
 }
 
 /// What the scripted submission server does with AUTH.
@@ -333,8 +364,7 @@ async fn serve_submission(
                     let user = lines.next_line().await?.unwrap_or_default();
                     write.write_all(b"334 UGFzc3dvcmQ6\r\n").await?;
                     let password = lines.next_line().await?.unwrap_or_default();
-                    if user == BASE64.encode("alice") && password == BASE64.encode(ALICE_PASSWORD)
-                    {
+                    if user == BASE64.encode("alice") && password == BASE64.encode(ALICE_PASSWORD) {
                         "235 2.7.0 ok\r\n".into()
                     } else {
                         "535 5.7.8 bad credentials\r\n".into()
@@ -374,7 +404,10 @@ async fn smtp_backend_with_plain_and_login() {
     let answer = smtp_authenticator(&login_only, "smtp_mechanism = \"plain\"")
         .verify(client(), &credentials("alice", ALICE_PASSWORD))
         .await;
-    assert!(matches!(answer, Verification::Unavailable { .. }), "{answer:?}");
+    assert!(
+        matches!(answer, Verification::Unavailable { .. }),
+        "{answer:?}"
+    );
     let answer = smtp_authenticator(&login_only, "smtp_mechanism = \"login\"")
         .verify(client(), &credentials("alice", ALICE_PASSWORD))
         .await;
@@ -414,12 +447,18 @@ async fn backends_that_cannot_answer_are_unavailable_never_accepted() {
             matches!(answer, Verification::Unavailable { .. }),
             "{backend} at {address}: {answer:?}"
         );
-        assert!(started.elapsed() < Duration::from_secs(5), "the timeout bounds the wait");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the timeout bounds the wait"
+        );
         // Nothing was cached: asking again asks again, and is still unavailable.
         let again = authenticator
             .verify(client(), &credentials("alice", ALICE_PASSWORD))
             .await;
-        assert!(matches!(again, Verification::Unavailable { .. }), "{again:?}");
+        assert!(
+            matches!(again, Verification::Unavailable { .. }),
+            "{again:?}"
+        );
     }
     assert_eq!(tempfail.auth_attempts(), 2);
 }
@@ -436,7 +475,11 @@ async fn successes_are_cached_only_when_configured_and_only_successes() {
             Verification::Accepted
         );
     }
-    assert_eq!(server.auth_attempts(), 2, "cache off by default: each attempt asks");
+    assert_eq!(
+        server.auth_attempts(),
+        2,
+        "cache off by default: each attempt asks"
+    );
 
     let cached = smtp_authenticator(&server, "cache_ttl = \"700ms\"");
     for _ in 0..3 {
@@ -451,7 +494,9 @@ async fn successes_are_cached_only_when_configured_and_only_successes() {
     // A wrong password is no cache hit, and its failure is not cached either.
     for _ in 0..2 {
         assert_eq!(
-            cached.verify(client(), &credentials("alice", "wrong")).await,
+            cached
+                .verify(client(), &credentials("alice", "wrong"))
+                .await,
             Verification::Rejected
         );
     }
@@ -485,7 +530,10 @@ async fn failures_slow_down_then_refuse_per_client_and_per_user() {
         assert_eq!(answer, Verification::Rejected);
     }
     assert!(took[2] >= Duration::from_millis(150), "{took:?}");
-    assert!(took[3] >= Duration::from_millis(300), "the delay doubles: {took:?}");
+    assert!(
+        took[3] >= Duration::from_millis(300),
+        "the delay doubles: {took:?}"
+    );
     assert_eq!(server.auth_attempts(), 4);
 
     // Beyond max_failures the backend is not asked, even with the right password.
@@ -503,8 +551,15 @@ async fn failures_slow_down_then_refuse_per_client_and_per_user() {
     let answer = authenticator
         .verify(other, &credentials("alice", ALICE_PASSWORD))
         .await;
-    assert!(matches!(answer, Verification::Throttled { .. }), "{answer:?}");
-    assert_eq!(server.auth_attempts(), 4, "throttled attempts never reach the backend");
+    assert!(
+        matches!(answer, Verification::Throttled { .. }),
+        "{answer:?}"
+    );
+    assert_eq!(
+        server.auth_attempts(),
+        4,
+        "throttled attempts never reach the backend"
+    );
 
     // Another user from another address is not affected.
     let answer = authenticator

@@ -192,9 +192,10 @@ service pop3-login {{
             pop3: loopback(pop3),
             pop3s: loopback(pop3s),
         };
-        dovecot.wait_ready().await.with_context(|| {
-            format!("Dovecot did not start; its log:\n{}", dovecot.log())
-        })?;
+        dovecot
+            .wait_ready()
+            .await
+            .with_context(|| format!("Dovecot did not start; its log:\n{}", dovecot.log()))?;
         Ok(dovecot)
     }
 
@@ -252,7 +253,11 @@ service pop3-login {{
 impl Drop for Dovecot {
     fn drop(&mut self) {
         // SIGTERM lets the master stop its children; kill_on_drop follows up.
-        if let Some(pid) = self.child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+        if let Some(pid) = self
+            .child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+        {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
     }

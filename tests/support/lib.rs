@@ -23,9 +23,9 @@
 
 pub mod admin;
 pub mod certs;
-pub mod dovecot;
 pub mod client;
 pub mod dns;
+pub mod dovecot;
 pub mod policies;
 pub mod proxy;
 pub mod tools;

@@ -285,7 +285,10 @@ mod tests {
         let line = format!("alice:{hash}");
         assert_eq!(parse_line(&line).unwrap(), Some(("alice", hash.as_str())));
         let dovecot = format!("alice:{{ARGON2ID}}{hash}::::::");
-        assert_eq!(parse_line(&dovecot).unwrap(), Some(("alice", hash.as_str())));
+        assert_eq!(
+            parse_line(&dovecot).unwrap(),
+            Some(("alice", hash.as_str()))
+        );
         assert!(parse_line("alice").is_err());
         assert!(parse_line(":$2b$04$x").is_err());
         assert!(parse_line("alice:{PLAIN}secret").is_err());

@@ -83,7 +83,10 @@ fn verdict(reply: Tagged) -> BackendAnswer {
                 code.as_deref(),
                 Some("UNAVAILABLE" | "SERVERBUG" | "PRIVACYREQUIRED" | "LIMIT" | "INUSE")
             ) {
-                bail!("IMAP server cannot check credentials now: {}", excerpt(&text));
+                bail!(
+                    "IMAP server cannot check credentials now: {}",
+                    excerpt(&text)
+                );
             }
             Ok(false)
         }
@@ -218,7 +221,10 @@ async fn authenticate_plain(
                 Zeroizing::new(format!("{tag} AUTHENTICATE PLAIN\r\n").into_bytes()),
                 true,
             ),
-            (Zeroizing::new(format!("{}\r\n", *encoded).into_bytes()), false),
+            (
+                Zeroizing::new(format!("{}\r\n", *encoded).into_bytes()),
+                false,
+            ),
         ]
     };
     send_parts(conversation, tag, parts).await
@@ -302,7 +308,10 @@ mod tests {
         let parts = login_command("a1", "alice", r#"pa"ss\word"#).unwrap();
         assert_eq!(
             joined(&parts),
-            vec![(r#"a1 LOGIN "alice" "pa\"ss\\word""#.to_string() + "\r\n", false)]
+            vec![(
+                r#"a1 LOGIN "alice" "pa\"ss\\word""#.to_string() + "\r\n",
+                false
+            )]
         );
     }
 
@@ -331,8 +340,13 @@ mod tests {
     fn tagged_replies_and_response_codes() {
         assert_eq!(parse_tagged("rg4 OK Logged in", "rg4"), Some(Tagged::Ok));
         assert_eq!(
-            parse_tagged("rg4 NO [AUTHENTICATIONFAILED] Authentication failed.", "rg4"),
-            Some(Tagged::No("[AUTHENTICATIONFAILED] Authentication failed.".to_string()))
+            parse_tagged(
+                "rg4 NO [AUTHENTICATIONFAILED] Authentication failed.",
+                "rg4"
+            ),
+            Some(Tagged::No(
+                "[AUTHENTICATIONFAILED] Authentication failed.".to_string()
+            ))
         );
         assert_eq!(parse_tagged("rg40 OK", "rg4"), None);
         assert_eq!(parse_tagged("* OK", "rg4"), None);

@@ -256,7 +256,10 @@ mod tests {
         let client: IpAddr = "192.0.2.7".parse().unwrap();
         for _ in 0..3 {
             assert_eq!(limiter.gate(client, "alice"), Gate::Open);
-            assert_eq!(limiter.failed(client, "alice").await, Verification::Rejected);
+            assert_eq!(
+                limiter.failed(client, "alice").await,
+                Verification::Rejected
+            );
         }
         assert!(matches!(limiter.gate(client, "bob"), Gate::Closed { .. }));
         let other: IpAddr = "192.0.2.8".parse().unwrap();

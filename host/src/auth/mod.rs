@@ -203,6 +203,83 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AuthTls, Config, SmtpMechanism};
+
+    fn parse(auth: &str) -> Result<Config, String> {
+        Config::parse(&format!("[auth]\n{auth}\n")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn auth_keys_have_safe_defaults() {
+        let auth = parse("backend = \"imap\"\nserver = \"127.0.0.1:143\"")
+            .unwrap()
+            .auth
+            .unwrap();
+        assert!(auth.require_tls);
+        assert_eq!(auth.tls, AuthTls::None);
+        assert_eq!(auth.smtp_mechanism, SmtpMechanism::Plain);
+        assert_eq!(auth.timeout, Duration::from_secs(10));
+        assert_eq!(
+            auth.cache_ttl,
+            Duration::ZERO,
+            "the cache is off by default"
+        );
+        assert_eq!(
+            (auth.failures_before_delay, auth.max_failures),
+            (3, 10),
+            "brute-force control is on by default"
+        );
+        assert!(Authenticator::new(&auth).is_ok());
+    }
+
+    #[test]
+    fn bad_auth_values_name_their_key() {
+        let cases = [
+            ("backend = \"ldap\"", "auth.backend"),
+            (
+                "backend = \"imap\"\nserver = \"h:1\"\ntls = \"ssl\"",
+                "auth.tls",
+            ),
+            (
+                "backend = \"smtp\"\nserver = \"h:1\"\nsmtp_mechanism = \"cram-md5\"",
+                "auth.smtp_mechanism",
+            ),
+            (
+                "backend = \"imap\"\nserver = \"h:1\"\ntimeout = \"soon\"",
+                "auth.timeout",
+            ),
+            (
+                "backend = \"imap\"\nserver = \"h:1\"\ntimeout = \"0s\"",
+                "auth.timeout",
+            ),
+            (
+                "backend = \"imap\"\nserver = \"h:1\"\nmax_failures = 0",
+                "auth.max_failures",
+            ),
+            (
+                "backend = \"imap\"\nserver = \"h:1\"\nfailures_before_delay = 11",
+                "auth.failures_before_delay",
+            ),
+            (
+                "backend = \"imap\"\nserver = \"h:1\"\ntls_ca = \"/nonexistent/ca.pem\"",
+                "auth.tls_ca",
+            ),
+            (
+                "backend = \"imap\"\nserver = \"h:1\"\ntls_server_name = \"not a name\"",
+                "auth.tls_server_name",
+            ),
+            ("backend = \"file\"", "auth.users_file"),
+            (
+                "backend = \"file\"\nusers_file = \"/nonexistent/users\"",
+                "auth.users_file",
+            ),
+            ("backend = \"pop3\"", "auth.server"),
+        ];
+        for (auth, key) in cases {
+            let error = parse(auth).expect_err(auth);
+            assert!(error.contains(key), "{auth}: {error}");
+        }
+    }
 
     #[test]
     fn debug_never_shows_the_password() {

@@ -79,7 +79,10 @@ fn verdict(reply: Reply) -> BackendAnswer {
             if code == "IN-USE" {
                 Ok(true)
             } else if code.starts_with("SYS/") {
-                bail!("POP3 server cannot check credentials now: {}", excerpt(&text))
+                bail!(
+                    "POP3 server cannot check credentials now: {}",
+                    excerpt(&text)
+                )
             } else {
                 Ok(false)
             }

@@ -155,7 +155,10 @@ mod tests {
 
     #[test]
     fn reply_lines() {
-        assert_eq!(parse_line("250-PIPELINING"), Some((250, false, "PIPELINING")));
+        assert_eq!(
+            parse_line("250-PIPELINING"),
+            Some((250, false, "PIPELINING"))
+        );
         assert_eq!(parse_line("235 2.7.0 ok"), Some((235, true, "2.7.0 ok")));
         assert_eq!(parse_line("334"), Some((334, true, "")));
         assert_eq!(parse_line("OK"), None);

@@ -65,7 +65,9 @@ impl Connector {
                     .clone()
                     .unwrap_or_else(|| host_of(&server));
                 let name = ServerName::try_from(name.clone()).map_err(|_| {
-                    anyhow::anyhow!("auth.tls_server_name: {name:?} is not a DNS name or IP address")
+                    anyhow::anyhow!(
+                        "auth.tls_server_name: {name:?} is not a DNS name or IP address"
+                    )
                 })?;
                 Some((TlsConnector::from(Arc::new(client)), name))
             }
