@@ -215,9 +215,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                         traced.as_ref(),
                         &answer,
                     );
-                    if hook == "auth" && decision != crate::policy::Decision::Accept {
-                        tracing::info!("AUTH refused by the policy");
-                        self.state.metrics.auth_failures.inc();
+                    if hook == "auth" {
+                        if decision == crate::policy::Decision::Accept {
+                            // The upstream learns the identity in XCLIENT when
+                            // a connection opens: the next MAIL opens a new one.
+                            self.close_upstream().await;
+                        } else {
+                            tracing::info!("AUTH refused by the policy");
+                            self.state.metrics.auth_failures.inc();
+                        }
                     }
                     self.session.policy_answered(decision, answer.offer)
                 }
@@ -288,12 +294,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                         return;
                     }
                     self.session.tls_started();
+                    // What the upstream was told in clear (HELO) no longer holds.
+                    self.close_upstream().await;
                     match self.next_command().await {
                         Some(next) => next,
                         None => return,
                     }
                 }
             };
+        }
+    }
+
+    /// End the idle upstream connection, if any (between transactions).
+    async fn close_upstream(&mut self) {
+        if let Some(upstream) = self.upstream.take() {
+            upstream.quit().await;
         }
     }
 
