@@ -444,7 +444,7 @@ async fn backends_that_cannot_answer_are_unavailable_never_accepted() {
             .verify(client(), &credentials("alice", ALICE_PASSWORD))
             .await;
         assert!(
-            matches!(answer, Verification::Unavailable { .. }),
+            matches!(&answer, Verification::Unavailable { reason } if !reason.contains(ALICE_PASSWORD)),
             "{backend} at {address}: {answer:?}"
         );
         assert!(
@@ -567,4 +567,90 @@ async fn failures_slow_down_then_refuse_per_client_and_per_user() {
         .await;
     assert_eq!(answer, Verification::Rejected);
     assert_eq!(server.auth_attempts(), 5);
+}
+
+/// A scripted IMAP server for what a real Dovecot on loopback never does:
+/// `LOGINDISABLED` (Dovecot counts loopback as secure) and `NO [UNAVAILABLE]`.
+async fn scripted_imap(login_disabled: bool) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = serve_imap(stream, login_disabled).await;
+            });
+        }
+    });
+    (address, task)
+}
+
+async fn serve_imap(stream: tokio::net::TcpStream, login_disabled: bool) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    write.write_all(b"* OK scripted IMAP ready\r\n").await?;
+    let right_plain = BASE64.encode(format!("\0alice\0{ALICE_PASSWORD}"));
+    while let Some(line) = lines.next_line().await? {
+        let (tag, command) = line.split_once(' ').unwrap_or((&line, ""));
+        let upper = command.to_ascii_uppercase();
+        let reply = if upper == "CAPABILITY" {
+            let extra = if login_disabled {
+                " LOGINDISABLED AUTH=PLAIN"
+            } else {
+                ""
+            };
+            format!("* CAPABILITY IMAP4rev1{extra}\r\n{tag} OK done\r\n")
+        } else if upper == "LOGOUT" {
+            write
+                .write_all(format!("* BYE bye\r\n{tag} OK done\r\n").as_bytes())
+                .await?;
+            return Ok(());
+        } else if upper.starts_with("LOGIN ") {
+            if login_disabled {
+                format!("{tag} BAD LOGIN is disabled\r\n")
+            } else {
+                format!("{tag} NO [UNAVAILABLE] user database is down\r\n")
+            }
+        } else if upper == "AUTHENTICATE PLAIN" && login_disabled {
+            write.write_all(b"+ \r\n").await?;
+            let response = lines.next_line().await?.unwrap_or_default();
+            if response == right_plain {
+                format!("{tag} OK logged in\r\n")
+            } else {
+                format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n")
+            }
+        } else {
+            format!("{tag} BAD unexpected\r\n")
+        };
+        write.write_all(reply.as_bytes()).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn imap_uses_authenticate_plain_when_login_is_disabled() {
+    let (address, task) = scripted_imap(true).await;
+    let authenticator = Authenticator::new(&auth_config(&format!(
+        "backend = \"imap\"\nserver = \"{address}\"\ntimeout = \"2s\""
+    )))
+    .unwrap();
+    let answers = standard_answers(&authenticator).await;
+    assert_eq!(answers[..3], EXPECTED[..3]);
+    task.abort();
+}
+
+#[tokio::test]
+async fn imap_no_with_unavailable_code_is_unavailable_not_rejected() {
+    let (address, task) = scripted_imap(false).await;
+    let authenticator = Authenticator::new(&auth_config(&format!(
+        "backend = \"imap\"\nserver = \"{address}\"\ntimeout = \"2s\""
+    )))
+    .unwrap();
+    let answer = authenticator
+        .verify(client(), &credentials("alice", ALICE_PASSWORD))
+        .await;
+    assert!(
+        matches!(&answer, Verification::Unavailable { reason } if reason.contains("UNAVAILABLE")),
+        "{answer:?}"
+    );
+    task.abort();
 }
