@@ -481,7 +481,7 @@ async fn successes_are_cached_only_when_configured_and_only_successes() {
         "cache off by default: each attempt asks"
     );
 
-    let cached = smtp_authenticator(&server, "cache_ttl = \"700ms\"");
+    let cached = smtp_authenticator(&server, "cache_ttl = \"3s\"");
     for _ in 0..3 {
         assert_eq!(
             cached
@@ -501,7 +501,7 @@ async fn successes_are_cached_only_when_configured_and_only_successes() {
         );
     }
     assert_eq!(server.auth_attempts(), 5);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(
         cached
             .verify(client(), &credentials("alice", ALICE_PASSWORD))
