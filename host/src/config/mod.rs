@@ -726,6 +726,17 @@ timeout = "2s"
     }
 
     #[test]
+    fn auth_that_needs_tls_without_a_certificate_is_warned_about() {
+        let auth = "[auth]\nbackend = \"imap\"\nserver = \"127.0.0.1:143\"\n";
+        let warnings = Config::parse(auth).expect("valid").warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("require_tls"), "{warnings:?}");
+        let clear = format!("{auth}require_tls = false\n");
+        assert!(Config::parse(&clear).expect("valid").warnings().is_empty());
+        assert!(Config::parse("").expect("valid").warnings().is_empty());
+    }
+
+    #[test]
     fn embedded_default_restricts_relay() {
         let config = Config::embedded_default();
         assert_eq!(
