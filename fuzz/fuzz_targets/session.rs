@@ -23,6 +23,7 @@ use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use relaygate::connection::DataProblem;
 use relaygate::policy::{Decision, MessageSummary, Offer, PolicyContext, PolicyRequest};
+use relaygate::session::auth::CredentialCheck;
 use relaygate::session::{
     Action, Capabilities, DataOutcome, Session, SessionLimits, UpstreamProblem, UpstreamStep,
 };
@@ -45,6 +46,12 @@ enum Fed {
     Upstream(std::result::Result<u16, UpstreamProblem>),
     Data(&'static str),
     Close,
+    /// A line answering an AUTH challenge.
+    AuthResponse,
+    /// The credential backend's verdict.
+    Credentials(CredentialCheck),
+    /// The TLS handshake after STARTTLS succeeded.
+    TlsStarted,
 }
 
 fn run(u: &mut Unstructured) -> Result<()> {
@@ -55,6 +62,9 @@ fn run(u: &mut Unstructured) -> Result<()> {
     };
     let capabilities = Capabilities {
         smtputf8: u.arbitrary()?,
+        auth: u.arbitrary()?,
+        auth_requires_tls: u.arbitrary()?,
+        starttls: u.arbitrary()?,
     };
     let mut session = Session::new(
         "mx.fuzz.test".into(),
@@ -126,6 +136,45 @@ fn run(u: &mut Unstructured) -> Result<()> {
                 client_event(u, &mut session)?
             }
             Action::Close(_) => return Ok(()),
+            Action::AuthChallenge(_) => match u.int_in_range(0..=7)? {
+                0 => (session.line_too_long(), Fed::Command(None)),
+                1 => {
+                    let next = session.close_with(catalogue::timeout("mx.fuzz.test"));
+                    (next, Fed::Close)
+                }
+                _ => {
+                    let line: Vec<u8> = match u.int_in_range(0..=5)? {
+                        0 => b"*".to_vec(),
+                        1 => b"=".to_vec(),
+                        2 => b"YWxpY2U=".to_vec(),
+                        3 => b"AGFsaWNlAHB3".to_vec(),
+                        _ => {
+                            let len = u.int_in_range(0..=40)?;
+                            u.bytes(len)?.to_vec()
+                        }
+                    };
+                    (session.auth_response(&line), Fed::AuthResponse)
+                }
+            },
+            Action::VerifyCredentials(_) => {
+                let check = *u.choose(&[
+                    CredentialCheck::Accepted,
+                    CredentialCheck::Rejected,
+                    CredentialCheck::Throttled,
+                    CredentialCheck::Unavailable,
+                ])?;
+                (session.credentials_checked(check), Fed::Credentials(check))
+            }
+            Action::StartTls(_) => {
+                // A failed handshake ends the connection.
+                if u.ratio(1, 4)? {
+                    return Ok(());
+                }
+                session.tls_started();
+                watch.tls_started();
+                let (next, _) = client_event(u, &mut session)?;
+                (next, Fed::TlsStarted)
+            }
         };
     }
     Ok(())
@@ -201,7 +250,15 @@ fn client_event(u: &mut Unstructured, session: &mut Session) -> Result<(Action, 
         27 => b"EXPN staff".to_vec(),
         28 => b"HELP".to_vec(),
         29 => b"STARTTLS".to_vec(),
-        30 => b"AUTH PLAIN AGFAYg==".to_vec(),
+        30 => u
+            .choose(&[
+                &b"AUTH PLAIN AGFAYg=="[..],
+                b"AUTH PLAIN",
+                b"AUTH LOGIN",
+                b"AUTH LOGIN YWxpY2U=",
+                b"AUTH CRAM-MD5",
+            ])?
+            .to_vec(),
         _ => b"BDAT 10 LAST".to_vec(),
     };
     let parsed = parse_command(&line);
@@ -334,6 +391,12 @@ impl Watch {
         self.last_upstream = Some((step.clone(), code));
     }
 
+    fn tls_started(&mut self) {
+        // The session starts over: a new EHLO is needed, offers reset.
+        self.greeted = false;
+        self.offer_smtputf8 = Offer::default().smtputf8;
+    }
+
     fn message_complete(&mut self) {
         self.message = Some(None);
     }
@@ -415,6 +478,21 @@ impl Watch {
             Action::Upstream(step) => {
                 assert!(!self.refused, "upstream {step:?} in a refused session");
                 self.check_upstream_step(session, step, fed);
+            }
+            Action::AuthChallenge(reply) => {
+                assert_eq!(reply.code(), 334, "challenge {reply:?} after {fed:?}");
+                assert!(!self.refused && !session.in_transaction());
+                assert!(self.capabilities.auth, "AUTH without a backend");
+            }
+            Action::VerifyCredentials(_) => {
+                assert!(!self.refused && !session.in_transaction());
+                assert!(self.capabilities.auth, "credentials without a backend");
+                assert!(context.auth_user.is_none(), "AUTH twice");
+            }
+            Action::StartTls(reply) => {
+                assert_eq!(reply.code(), 220);
+                assert!(self.capabilities.starttls && !context.tls);
+                assert!(!self.refused && !session.in_transaction());
             }
         }
     }

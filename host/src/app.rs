@@ -92,6 +92,19 @@ impl App {
             .context("starting the WebAssembly engine")?
             .with_state(state_store);
         let policy = load_policy(config, &engine, Some(dns.clone())).await?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::tls::acceptor)
+            .transpose()?
+            .map(Arc::new);
+        let auth = config
+            .auth
+            .as_ref()
+            .map(crate::auth::Authenticator::new)
+            .transpose()
+            .context("auth")?
+            .map(Arc::new);
         let proxy = &config.proxy;
         let state = Arc::new(SharedState {
             hostname: proxy.hostname.clone(),
@@ -115,6 +128,9 @@ impl App {
             next_session: AtomicU64::new(1),
             metrics,
             ready: AtomicBool::new(false),
+            tls: arc_swap::ArcSwapOption::new(tls),
+            auth,
+            auth_requires_tls: config.auth.as_ref().is_some_and(|auth| auth.require_tls),
         });
         let reloader = Arc::new(Reloader::new(
             source,

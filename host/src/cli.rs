@@ -54,6 +54,20 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// SMTP AUTH tools.
+    Auth {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+}
+
+/// `relaygate auth ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Read a password from standard input (one line) and print its argon2id
+    /// hash for an `[auth] users_file` line `user:HASH`.
+    Hash,
 }
 
 /// `relaygate policy ...`.

@@ -72,6 +72,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         }
     }
 
+    /// The underlying stream (to upgrade it to TLS in place).
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// Drop every byte received but not yet read, returning how many there
+    /// were: after STARTTLS's 220, anything the client pipelined in clear
+    /// must not be taken as coming from inside TLS (CVE-2011-0411).
+    pub fn discard_input(&mut self) -> usize {
+        let discarded = self.end - self.start;
+        self.buf[self.start..self.end].fill(0);
+        self.start = 0;
+        self.end = 0;
+        discarded
+    }
+
     /// Queue bytes (a reply) for the client.
     pub fn queue(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);

@@ -15,6 +15,7 @@
 //! - [`state`]: key-value state that outlives a session, for stateful
 //!   policies (in-process or Redis).
 //! - [`upstream`]: the SMTP client towards the existing mail server.
+//! - [`tls`]: STARTTLS towards clients (rustls acceptor, clear-or-TLS stream).
 //!
 //! [`config`] turns the TOML file into one validated [`config::Config`];
 //! [`app`] assembles a running proxy from it. [`reload`] swaps a new policy
@@ -24,6 +25,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod dns;
@@ -36,5 +38,6 @@ pub mod server;
 pub mod session;
 pub mod smtp;
 pub mod state;
+pub mod tls;
 pub mod upstream;
 pub mod watch;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 mod cli;
 mod commands;
-use cli::{Cli, Command, LogFormat, PolicyCommand};
+use cli::{AuthCommand, Cli, Command, LogFormat, PolicyCommand};
 
 /// Exit code for configuration errors (sysexits EX_CONFIG): a service
 /// manager should not restart in a loop on these.
@@ -38,6 +38,12 @@ async fn dispatch(cli: Cli) -> ExitCode {
     {
         return report(commands::policy_check(file).await);
     }
+    if let Some(Command::Auth {
+        command: AuthCommand::Hash,
+    }) = &cli.command
+    {
+        return report(commands::auth_hash());
+    }
     let config = match source.load() {
         Ok(config) => config,
         Err(e) => return config_error(&e),
@@ -52,7 +58,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         },
         Some(Command::Reload) => report(commands::admin_request(&config, "POST", "/reload")),
         Some(Command::Status) => report(commands::admin_request(&config, "GET", "/status")),
-        Some(Command::Policy { .. }) => unreachable!("handled above"),
+        Some(Command::Policy { .. } | Command::Auth { .. }) => unreachable!("handled above"),
         None => report(commands::run(source, config).await),
     }
 }

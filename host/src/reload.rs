@@ -168,10 +168,19 @@ impl Reloader {
         if config.state != self.lock_running().state {
             tracing::warn!("[state] settings changed: they take effect only after a restart");
         }
+        // The certificate is read before anything is swapped, so a bad one
+        // leaves the old certificate and policy serving.
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::tls::acceptor)
+            .transpose()
+            .map_err(|e| format!("{e:#}"))?;
         let policy = load_policy(&config, &self.engine, self.dns.clone())
             .await
             .map_err(|e| format!("{e:#}"))?;
         self.state.policy.store(policy.clone());
+        self.state.tls.store(tls.map(Arc::new));
         *self.lock_running() = config;
         Ok(policy)
     }

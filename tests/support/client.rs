@@ -26,12 +26,23 @@
 //! ```
 
 use std::fmt;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail, ensure};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 /// How long a read waits for the server before failing the test.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -206,10 +217,78 @@ impl Transaction {
     }
 }
 
+/// The client's connection: clear, or TLS after STARTTLS.
+enum Wire {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Lost in a failed TLS handshake.
+    Gone,
+}
+
+impl fmt::Debug for Wire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Plain(_) => "Plain",
+            Self::Tls(_) => "Tls",
+            Self::Gone => "Gone",
+        })
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "lost in the TLS handshake")
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Self::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
 /// A raw SMTP connection for tests.
 #[derive(Debug)]
 pub struct SmtpClient {
-    stream: TcpStream,
+    stream: Wire,
+    local: SocketAddr,
+    peer: SocketAddr,
     buffer: Vec<u8>,
     read_timeout: Duration,
     /// What was sent last, to say in a timeout error what the server failed to answer.
@@ -249,9 +328,14 @@ impl SmtpClient {
     }
 
     /// Wraps an already connected stream.
+    ///
+    /// # Panics
+    /// When the stream is not connected.
     pub fn from_stream(stream: TcpStream) -> Self {
         Self {
-            stream,
+            local: stream.local_addr().expect("a connected stream"),
+            peer: stream.peer_addr().expect("a connected stream"),
+            stream: Wire::Plain(stream),
             buffer: Vec::new(),
             read_timeout: DEFAULT_READ_TIMEOUT,
             last_sent: "(nothing yet: waiting for the greeting)".to_owned(),
@@ -268,7 +352,7 @@ impl SmtpClient {
     /// # Errors
     /// When the socket is no longer connected.
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
-        Ok(self.stream.local_addr()?)
+        Ok(self.local)
     }
 
     /// The server's end of the connection.
@@ -276,7 +360,106 @@ impl SmtpClient {
     /// # Errors
     /// When the socket is no longer connected.
     pub fn peer_addr(&self) -> anyhow::Result<SocketAddr> {
-        Ok(self.stream.peer_addr()?)
+        Ok(self.peer)
+    }
+
+    /// Whether the connection is under TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Wire::Tls(_))
+    }
+
+    /// Sends `STARTTLS`, expects 220 and nothing after it, then runs the TLS handshake
+    /// trusting the CA certificates in `ca_pem` and checking the server's certificate
+    /// for `server_name`.
+    ///
+    /// # Errors
+    /// When the reply is not 220, the server sent more than the reply, or the handshake
+    /// fails.
+    pub async fn starttls(&mut self, ca_pem: &Path, server_name: &str) -> anyhow::Result<()> {
+        self.cmd_expect("STARTTLS", 220).await?;
+        ensure!(
+            self.buffer.is_empty(),
+            "the server sent more after its 220 to STARTTLS: {:?}",
+            String::from_utf8_lossy(&self.buffer)
+        );
+        self.tls_handshake(ca_pem, server_name).await
+    }
+
+    /// Runs the client side of a TLS handshake now (after a 220 to STARTTLS read by the
+    /// test itself). Bytes already received in clear are an error.
+    ///
+    /// # Errors
+    /// When the CA file is unusable, clear bytes are pending, or the handshake fails.
+    pub async fn tls_handshake(&mut self, ca_pem: &Path, server_name: &str) -> anyhow::Result<()> {
+        ensure!(
+            self.buffer.is_empty(),
+            "clear bytes pending before the handshake: {:?}",
+            String::from_utf8_lossy(&self.buffer)
+        );
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca_pem)
+            .with_context(|| format!("reading {}", ca_pem.display()))?
+        {
+            roots.add(cert.context("a CA certificate")?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(server_name.to_owned())?;
+        let Wire::Plain(tcp) = std::mem::replace(&mut self.stream, Wire::Gone) else {
+            bail!("STARTTLS on a connection that is not in clear");
+        };
+        let tls = tokio::time::timeout(
+            self.read_timeout,
+            TlsConnector::from(Arc::new(config)).connect(name, tcp),
+        )
+        .await
+        .context("TLS handshake timed out")?
+        .context("TLS handshake")?;
+        self.stream = Wire::Tls(Box::new(tls));
+        self.last_sent = "(TLS handshake)".to_owned();
+        Ok(())
+    }
+
+    /// `AUTH PLAIN` with the credentials as initial response; returns the final reply.
+    ///
+    /// # Errors
+    /// When the connection fails or no reply arrives in time.
+    pub async fn auth_plain(&mut self, user: &str, password: &str) -> anyhow::Result<Reply> {
+        let response = BASE64.encode(format!("\0{user}\0{password}"));
+        let reply = self.cmd(&format!("AUTH PLAIN {response}")).await?;
+        self.last_sent = "AUTH PLAIN (credentials)".to_owned();
+        Ok(reply)
+    }
+
+    /// `AUTH LOGIN` answering the user name and password prompts; returns the first
+    /// reply that is not a 334 prompt (the final one when all went well).
+    ///
+    /// # Errors
+    /// When the connection fails, a reply does not arrive in time, or a prompt is not
+    /// the one LOGIN uses at that step.
+    pub async fn auth_login(&mut self, user: &str, password: &str) -> anyhow::Result<Reply> {
+        let reply = self.cmd("AUTH LOGIN").await?;
+        if reply.code != 334 {
+            return Ok(reply);
+        }
+        ensure!(
+            reply.text() == "VXNlcm5hbWU6",
+            "not the Username: prompt: {reply}"
+        );
+        let reply = self.cmd(&BASE64.encode(user)).await?;
+        if reply.code != 334 {
+            return Ok(reply);
+        }
+        ensure!(
+            reply.text() == "UGFzc3dvcmQ6",
+            "not the Password: prompt: {reply}"
+        );
+        let reply = self.cmd(&BASE64.encode(password)).await?;
+        self.last_sent = "AUTH LOGIN password".to_owned();
+        Ok(reply)
     }
 
     /// Sends `line` followed by CRLF.

@@ -10,6 +10,9 @@
 //!   fixed table, with names that fail (SERVFAIL) or never answer, and a query counter.
 //! - [`upstream`]: a recording SMTP server standing in for the real mail server; strict
 //!   about the protocol so that a proxy that forwards something it should not is caught.
+//! - [`certs`]: a CA and server certificates made at test time, as PEM files.
+//! - [`dovecot`]: a real Dovecot (IMAP, POP3, with and without TLS) with a passwd-file
+//!   user database, started from a generated configuration.
 //! - [`admin`]: plain HTTP requests to relaygate's admin endpoint.
 //! - [`client`]: a minimal SMTP client that can connect from any `127.0.0.x` address and
 //!   never waits for a reply longer than its read timeout.
@@ -21,8 +24,10 @@
 //!   `smtp-source`, `swaks`), skipping cleanly when they are missing.
 
 pub mod admin;
+pub mod certs;
 pub mod client;
 pub mod dns;
+pub mod dovecot;
 pub mod policies;
 pub mod proxy;
 pub mod redis;

@@ -53,6 +53,7 @@ const SINK_READY_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn debian_package(tool: &str) -> &str {
     match tool {
         "smtp-sink" | "smtp-source" | "postfix" | "sendmail" => "postfix",
+        "dovecot" => "dovecot-imapd dovecot-pop3d",
         other => other,
     }
 }

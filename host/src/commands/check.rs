@@ -38,7 +38,7 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
     );
     println!("mode:      {}", info.summary);
     print_state(config).await;
-    for note in config.inactive_sections() {
+    for note in config.warnings() {
         println!("note:      {note}");
     }
     if info.open_relay {

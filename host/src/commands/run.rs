@@ -6,7 +6,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// Run the proxy.
 pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
-    for note in config.inactive_sections() {
+    for note in config.warnings() {
         tracing::warn!("{note}");
     }
     let app = App::build(source, &config).await?;

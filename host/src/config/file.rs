@@ -106,6 +106,39 @@ pub struct AuthSection {
     pub backend: AuthBackendName,
     pub server: Option<String>,
     pub require_tls: Option<bool>,
+    pub tls: Option<AuthTlsName>,
+    pub tls_ca: Option<std::path::PathBuf>,
+    pub tls_server_name: Option<String>,
+    pub users_file: Option<std::path::PathBuf>,
+    pub smtp_mechanism: Option<SmtpMechanismName>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub cache_ttl: Option<Duration>,
+    pub cache_size: Option<usize>,
+    pub failures_before_delay: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub failure_delay: Option<Duration>,
+    pub max_failures: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub failure_window: Option<Duration>,
+}
+
+/// `[auth] tls`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthTlsName {
+    None,
+    Starttls,
+    Implicit,
+}
+
+/// `[auth] smtp_mechanism`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpMechanismName {
+    Plain,
+    Login,
 }
 
 /// `[auth] backend`.

@@ -6,7 +6,10 @@ mod policy_table;
 mod source;
 mod state;
 
-use file::{AuthBackendName, ConfigFile, FailureModeName, ModeName};
+use file::{
+    AuthBackendName, AuthSection, AuthTlsName, ConfigFile, FailureModeName, ModeName,
+    SmtpMechanismName,
+};
 pub use policy_table::{PolicyConfig, PolicyValue};
 pub use source::ConfigSource;
 pub use state::{StateBackendKind, StateConfig};
@@ -30,9 +33,9 @@ pub struct Config {
     pub policy: PolicySettings,
     /// `[dns]`.
     pub dns: DnsConfig,
-    /// `[auth]`, parsed and checked; see [`Config::inactive_sections`].
+    /// `[auth]`: how SMTP AUTH credentials are checked.
     pub auth: Option<AuthConfig>,
-    /// `[tls]`, parsed and checked; see [`Config::inactive_sections`].
+    /// `[tls]`: the certificate offered with STARTTLS.
     pub tls: Option<TlsConfig>,
     /// `[admin] listen`: the loopback HTTP endpoint for status and reload.
     pub admin_listen: Option<SocketAddr>,
@@ -150,6 +153,56 @@ pub struct AuthConfig {
     pub server: Option<String>,
     /// Offer AUTH only after STARTTLS.
     pub require_tls: bool,
+    /// `tls`: how the `imap`, `pop3` and `smtp` backends secure their connection.
+    pub tls: AuthTls,
+    /// `tls_ca`: PEM CA certificates to trust instead of the webpki roots.
+    pub tls_ca: Option<PathBuf>,
+    /// `tls_server_name`: the name the backend's certificate must carry
+    /// (default: the host part of `server`).
+    pub tls_server_name: Option<String>,
+    /// `users_file`: `user:hash` lines for the `file` backend.
+    pub users_file: Option<PathBuf>,
+    /// `smtp_mechanism`: what the `smtp` backend uses towards the server.
+    pub smtp_mechanism: SmtpMechanism,
+    /// `timeout`: the longest one backend check may take.
+    pub timeout: Duration,
+    /// `cache_ttl`: how long a successful check is remembered; zero = off.
+    pub cache_ttl: Duration,
+    /// `cache_size`: the most successful checks remembered at once.
+    pub cache_size: usize,
+    /// `failures_before_delay`: failures (per client address and per user)
+    /// answered without delay.
+    pub failures_before_delay: u32,
+    /// `failure_delay`: the delay after the first slowed failure; it doubles
+    /// with each further failure.
+    pub failure_delay: Duration,
+    /// `max_failures`: failures within `failure_window` after which attempts
+    /// are refused without asking the backend.
+    pub max_failures: u32,
+    /// `failure_window`: the time in which `max_failures` failures are forgotten.
+    pub failure_window: Duration,
+    /// The name the `smtp` backend gives in EHLO (`[proxy] hostname`).
+    pub ehlo_name: String,
+}
+
+/// `[auth] tls`: the transport towards the credential backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthTls {
+    /// Plain TCP (only sensible on loopback or a trusted network).
+    None,
+    /// Plain TCP, then the protocol's STARTTLS/STLS command.
+    Starttls,
+    /// TLS from the first byte (imaps 993, pop3s 995, submissions 465).
+    Implicit,
+}
+
+/// `[auth] smtp_mechanism`: the SASL mechanism towards an `smtp` backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpMechanism {
+    /// `AUTH PLAIN` with an initial response.
+    Plain,
+    /// `AUTH LOGIN` (for servers that accept only LOGIN).
+    Login,
 }
 
 /// `[tls]`: certificate for STARTTLS.
@@ -334,22 +387,24 @@ impl Config {
             {
                 problems.push(format!("auth.server: {server:?} {why}"));
             }
-            AuthConfig {
-                backend: format!("{:?}", auth.backend).to_lowercase(),
-                server: auth.server,
-                require_tls: auth.require_tls.unwrap_or(true),
-            }
+            auth_config(auth, &hostname, &mut problems)
         });
         let tls = file.tls.map(|tls| {
+            let mut readable = true;
             for (key, path) in [("cert", &tls.cert), ("key", &tls.key)] {
                 if let Err(e) = std::fs::metadata(path) {
                     problems.push(format!("tls.{key}: cannot read {}: {e}", path.display()));
+                    readable = false;
                 }
             }
-            TlsConfig {
+            let tls = TlsConfig {
                 cert: tls.cert,
                 key: tls.key,
+            };
+            if readable && let Err(e) = crate::tls::acceptor(&tls) {
+                problems.push(format!("{e:#}"));
             }
+            tls
         });
 
         let state = state::from_section(file.state, &mut problems);
@@ -432,21 +487,93 @@ impl Config {
         problems
     }
 
-    /// Sections that are accepted and checked but not acted on by this
-    /// version, each with a line explaining the consequence.
-    pub fn inactive_sections(&self) -> Vec<String> {
+    /// Settings that work but probably not as intended, one line each.
+    pub fn warnings(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if self.auth.is_some() {
+        if let Some(auth) = &self.auth
+            && auth.require_tls
+            && self.tls.is_none()
+        {
             notes.push(
-                "[auth] is accepted but SMTP AUTH is not implemented in this version: AUTH is never offered, so clients the policy requires to authenticate are refused (530)".to_string(),
-            );
-        }
-        if self.tls.is_some() {
-            notes.push(
-                "[tls] is accepted but STARTTLS is not implemented in this version: it is not offered".to_string(),
+                "[auth] require_tls = true but there is no [tls] certificate: STARTTLS is never possible, so AUTH is never offered".to_string(),
             );
         }
         notes
+    }
+}
+
+/// Checks `[auth]` beyond its syntax; each problem names its key.
+fn auth_config(auth: AuthSection, hostname: &str, problems: &mut Vec<String>) -> AuthConfig {
+    let timeout = auth.timeout.unwrap_or(Duration::from_secs(10));
+    if timeout.is_zero() {
+        problems.push("auth.timeout: must be longer than 0s".to_string());
+    }
+    let cache_size = auth.cache_size.unwrap_or(1024);
+    if cache_size == 0 {
+        problems.push("auth.cache_size: must be at least 1".to_string());
+    }
+    let failures_before_delay = auth.failures_before_delay.unwrap_or(3);
+    let max_failures = auth.max_failures.unwrap_or(10);
+    if max_failures == 0 {
+        problems.push("auth.max_failures: must be at least 1".to_string());
+    } else if failures_before_delay > max_failures {
+        problems.push(format!(
+            "auth.failures_before_delay: {failures_before_delay} is more than auth.max_failures ({max_failures})"
+        ));
+    }
+    let failure_window = auth.failure_window.unwrap_or(Duration::from_secs(600));
+    if failure_window.is_zero() {
+        problems.push("auth.failure_window: must be longer than 0s".to_string());
+    }
+    if auth.backend == AuthBackendName::File {
+        match &auth.users_file {
+            None => problems.push("auth.users_file: required for the file backend".to_string()),
+            Some(path) => {
+                if let Err(e) = std::fs::metadata(path) {
+                    problems.push(format!(
+                        "auth.users_file: cannot read {}: {e}",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(path) = &auth.tls_ca
+        && let Err(e) = std::fs::metadata(path)
+    {
+        problems.push(format!("auth.tls_ca: cannot read {}: {e}", path.display()));
+    }
+    if let Some(name) = &auth.tls_server_name
+        && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
+    {
+        problems.push(format!(
+            "auth.tls_server_name: {name:?} is not a DNS name or IP address"
+        ));
+    }
+    AuthConfig {
+        backend: format!("{:?}", auth.backend).to_lowercase(),
+        server: auth.server,
+        require_tls: auth.require_tls.unwrap_or(true),
+        tls: match auth.tls.unwrap_or(AuthTlsName::None) {
+            AuthTlsName::None => AuthTls::None,
+            AuthTlsName::Starttls => AuthTls::Starttls,
+            AuthTlsName::Implicit => AuthTls::Implicit,
+        },
+        tls_ca: auth.tls_ca,
+        tls_server_name: auth.tls_server_name,
+        users_file: auth.users_file,
+        smtp_mechanism: match auth.smtp_mechanism.unwrap_or(SmtpMechanismName::Plain) {
+            SmtpMechanismName::Plain => SmtpMechanism::Plain,
+            SmtpMechanismName::Login => SmtpMechanism::Login,
+        },
+        timeout,
+        cache_ttl: auth.cache_ttl.unwrap_or(Duration::ZERO),
+        cache_size,
+        failures_before_delay,
+        failure_delay: auth.failure_delay.unwrap_or(Duration::from_secs(1)),
+        max_failures,
+        failure_window,
+        ehlo_name: hostname.to_string(),
     }
 }
 
@@ -603,6 +730,17 @@ timeout = "2s"
         let config = Config::parse(text).expect("dist/relaygate.example.toml parses");
         assert_eq!(config.admin_listen, Some("127.0.0.1:8025".parse().unwrap()));
         assert_eq!(config.policy.mode, PolicyMode::Enforce);
+    }
+
+    #[test]
+    fn auth_that_needs_tls_without_a_certificate_is_warned_about() {
+        let auth = "[auth]\nbackend = \"imap\"\nserver = \"127.0.0.1:143\"\n";
+        let warnings = Config::parse(auth).expect("valid").warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("require_tls"), "{warnings:?}");
+        let clear = format!("{auth}require_tls = false\n");
+        assert!(Config::parse(&clear).expect("valid").warnings().is_empty());
+        assert!(Config::parse("").expect("valid").warnings().is_empty());
     }
 
     #[test]

@@ -7,15 +7,18 @@ mod transcript;
 
 use transcript::{Answered, Transcript};
 
+use crate::auth::{Authenticator, Credentials, Verification};
 use crate::connection::{ClientConnection, CommandLine, ConnectionError, DataChecker};
 use crate::dns::Dns;
 use crate::metrics::Metrics;
 use crate::policy::{LoadedPolicy, MessageSummary, PolicyContext, PolicyInstance};
+use crate::session::auth::{AuthAttempt, CredentialCheck};
 use crate::session::{
     Action, Capabilities, DataOutcome, Session, SessionLimits, UpstreamProblem, UpstreamStep,
 };
 use crate::smtp::reply::catalogue;
 use crate::smtp::{Command, Reply, parse_command};
+use crate::tls::ClientStream;
 use crate::upstream::{ClientIdentity, Upstream, UpstreamError, UpstreamSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +26,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
+use zeroize::Zeroizing;
 
 /// What every session of a running proxy shares.
 pub struct SharedState {
@@ -51,6 +56,13 @@ pub struct SharedState {
     pub metrics: Arc<Metrics>,
     /// Listeners bound and policy compiled, not shutting down (`/readyz`).
     pub ready: AtomicBool,
+    /// The STARTTLS acceptor from `[tls]`, replaced on reload; new
+    /// sessions take the one current when they start.
+    pub tls: arc_swap::ArcSwapOption<TlsAcceptor>,
+    /// The credential checker from `[auth]`.
+    pub auth: Option<Arc<Authenticator>>,
+    /// `[auth] require_tls`: offer AUTH only under TLS.
+    pub auth_requires_tls: bool,
 }
 
 /// Counts a session as active while it lives.
@@ -94,8 +106,12 @@ pub async fn serve_client<S>(
             None => None,
         };
         let context = PolicyContext::connected(id, client, server, client_name);
+        let tls = state.tls.load_full();
         let capabilities = Capabilities {
             smtputf8: state.upstream.smtputf8.load(Ordering::Relaxed),
+            auth: state.auth.is_some(),
+            auth_requires_tls: state.auth_requires_tls,
+            starttls: tls.is_some(),
         };
         let session = Session::new(
             state.hostname.clone(),
@@ -107,7 +123,8 @@ pub async fn serve_client<S>(
             deadline: tokio::time::Instant::now() + state.max_session_duration,
             transcript: Transcript::default(),
             answering: Answered::Other,
-            conn: ClientConnection::with_input(stream, input),
+            conn: ClientConnection::with_input(ClientStream::Plain(stream), input),
+            tls,
             session,
             policy: PolicyInstance::new(policy, id),
             upstream: None,
@@ -147,11 +164,24 @@ fn short_digest(digest: &str) -> &str {
     &digest[..digest.len().min(12)]
 }
 
+/// What reading a line from the client gave.
+enum Read {
+    /// A line without its ending.
+    Line(Vec<u8>),
+    /// An over-long line, skipped.
+    TooLong,
+    /// The session must end (timeout, shutdown, lifetime) with this action.
+    Ended(Action),
+    /// The client is gone.
+    Gone,
+}
+
 struct Driver<S> {
     deadline: tokio::time::Instant,
     transcript: Transcript,
     answering: Answered,
-    conn: ClientConnection<S>,
+    conn: ClientConnection<ClientStream<S>>,
+    tls: Option<Arc<TlsAcceptor>>,
     session: Session,
     policy: PolicyInstance,
     upstream: Option<Upstream>,
@@ -185,6 +215,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                         traced.as_ref(),
                         &answer,
                     );
+                    if hook == "auth" {
+                        if decision == crate::policy::Decision::Accept {
+                            // The upstream learns the identity in XCLIENT when
+                            // a connection opens: the next MAIL opens a new one.
+                            self.close_upstream().await;
+                        } else {
+                            tracing::info!("AUTH refused by the policy");
+                            self.state.metrics.auth_failures.inc();
+                        }
+                    }
                     self.session.policy_answered(decision, answer.offer)
                 }
                 Action::Upstream(step) => {
@@ -231,14 +271,110 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                     self.upstream = None;
                     Action::Reply(reply)
                 }
+                Action::AuthChallenge(reply) => {
+                    self.answering = Answered::Other;
+                    self.conn.queue(&reply.to_bytes());
+                    match self.read_line().await {
+                        Read::Line(line) => {
+                            let line = Zeroizing::new(line);
+                            self.session.auth_response(&line)
+                        }
+                        Read::TooLong => self.session.line_too_long(),
+                        Read::Ended(action) => action,
+                        Read::Gone => return,
+                    }
+                }
+                Action::VerifyCredentials(attempt) => {
+                    let check = self.verify(attempt).await;
+                    self.session.credentials_checked(check)
+                }
+                Action::StartTls(reply) => {
+                    self.conn.queue(&reply.to_bytes());
+                    if self.conn.flush().await.is_err() || !self.start_tls().await {
+                        return;
+                    }
+                    self.session.tls_started();
+                    // What the upstream was told in clear (HELO) no longer holds.
+                    self.close_upstream().await;
+                    match self.next_command().await {
+                        Some(next) => next,
+                        None => return,
+                    }
+                }
             };
         }
     }
 
-    /// Read and parse the next command; None when the client is gone.
-    async fn next_command(&mut self) -> Option<Action> {
+    /// End the idle upstream connection, if any (between transactions).
+    async fn close_upstream(&mut self) {
+        if let Some(upstream) = self.upstream.take() {
+            upstream.quit().await;
+        }
+    }
+
+    /// After STARTTLS's 220: forget what the client pipelined in clear, then
+    /// run the handshake. False when the connection is lost.
+    async fn start_tls(&mut self) -> bool {
+        let discarded = self.conn.discard_input();
+        if discarded > 0 {
+            tracing::warn!(
+                bytes = discarded,
+                "client sent data behind STARTTLS before the handshake; discarded"
+            );
+        }
+        let Some(acceptor) = self.tls.clone() else {
+            return false;
+        };
+        let ClientStream::Plain(plain) =
+            std::mem::replace(self.conn.stream_mut(), ClientStream::Gone)
+        else {
+            return false;
+        };
+        match crate::tls::handshake(&acceptor, plain, self.state.command_timeout).await {
+            Ok(stream) => {
+                *self.conn.stream_mut() = ClientStream::Tls(Box::new(stream));
+                tracing::debug!("TLS established");
+                true
+            }
+            Err(e) => {
+                tracing::info!("TLS handshake failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// Ask the credential backend; the password is dropped (zeroized) here.
+    async fn verify(&mut self, attempt: AuthAttempt) -> CredentialCheck {
+        let Some(auth) = self.state.auth.clone() else {
+            return CredentialCheck::Unavailable;
+        };
+        let mechanism = attempt.mechanism.name();
+        let credentials = Credentials::new(attempt.user, attempt.password);
+        let client = crate::dns::canonical(self.session.context().client.ip());
+        match auth.verify(client, &credentials).await {
+            Verification::Accepted => CredentialCheck::Accepted,
+            Verification::Rejected => {
+                self.state.metrics.auth_failures.inc();
+                tracing::info!(user = %credentials.user, mechanism, "AUTH failed: invalid credentials");
+                CredentialCheck::Rejected
+            }
+            Verification::Throttled { retry_after } => {
+                self.state.metrics.auth_failures.inc();
+                tracing::info!(user = %credentials.user, mechanism, ?retry_after, "AUTH throttled");
+                CredentialCheck::Throttled
+            }
+            Verification::Unavailable { reason } => {
+                tracing::warn!(user = %credentials.user, mechanism, %reason, "AUTH backend unavailable");
+                CredentialCheck::Unavailable
+            }
+        }
+    }
+
+    /// Read the next line within the command deadline (or learn that the
+    /// session must end).
+    async fn read_line(&mut self) -> Read {
         if *self.shutdown.borrow() {
-            return Some(
+            return Read::Ended(
                 self.session
                     .close_with(catalogue::shutting_down(&self.state.hostname)),
             );
@@ -246,17 +382,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
         let now = tokio::time::Instant::now();
         if now >= self.deadline {
             let reply = catalogue::session_too_long(&self.state.hostname);
-            return Some(self.session.close_with(reply));
+            return Read::Ended(self.session.close_with(reply));
         }
         let timeout = self.state.command_timeout.min(self.deadline - now);
         let read = tokio::select! {
             read = self.conn.read_command(timeout) => read,
             _ = self.shutdown.changed() => {
-                return Some(self.session.close_with(catalogue::shutting_down(&self.state.hostname)));
+                return Read::Ended(self.session.close_with(catalogue::shutting_down(&self.state.hostname)));
             }
         };
         match read {
-            Ok(CommandLine::Line(line)) => {
+            Ok(CommandLine::Line(line)) => Read::Line(line),
+            Ok(CommandLine::TooLong) => Read::TooLong,
+            Err(ConnectionError::Timeout) => Read::Ended(
+                self.session
+                    .close_with(catalogue::timeout(&self.state.hostname)),
+            ),
+            Err(_) => Read::Gone,
+        }
+    }
+
+    /// Read and parse the next command; None when the client is gone.
+    async fn next_command(&mut self) -> Option<Action> {
+        match self.read_line().await {
+            Read::Line(line) => {
                 let command = parse_command(&line);
                 self.answering = match &command {
                     Ok(Command::Mail { path, .. }) => Answered::Mail(path.clone()),
@@ -269,12 +418,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                 };
                 Some(self.session.command(command))
             }
-            Ok(CommandLine::TooLong) => Some(self.session.line_too_long()),
-            Err(ConnectionError::Timeout) => Some(
-                self.session
-                    .close_with(catalogue::timeout(&self.state.hostname)),
-            ),
-            Err(_) => None,
+            Read::TooLong => Some(self.session.line_too_long()),
+            Read::Ended(action) => Some(action),
+            Read::Gone => None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The EHLO reply: the extensions relaygate offers.
 
-use super::{Capabilities, SessionLimits};
+use super::{Advertised, Capabilities, SessionLimits};
 use crate::policy::Offer;
 use crate::smtp::Reply;
 
@@ -10,6 +10,7 @@ pub fn reply(
     limits: &SessionLimits,
     capabilities: Capabilities,
     offer: Offer,
+    advertised: Advertised,
 ) -> Reply {
     let mut lines = vec![hostname.to_string()];
     if offer.pipelining {
@@ -20,6 +21,12 @@ pub fn reply(
     lines.push("ENHANCEDSTATUSCODES".to_string());
     if offer.smtputf8 && capabilities.smtputf8 {
         lines.push("SMTPUTF8".to_string());
+    }
+    if advertised.starttls {
+        lines.push("STARTTLS".to_string());
+    }
+    if advertised.auth {
+        lines.push(super::auth::EHLO_LINE.to_string());
     }
     Reply::multiline(250, lines)
 }

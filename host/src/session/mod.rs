@@ -5,6 +5,7 @@
 //! [`Action`] for its driver to perform. It never touches a socket, so it is
 //! tested with plain values and reused offline by `relaygate policy test`.
 
+pub mod auth;
 mod ehlo;
 
 use crate::connection::DataProblem;
@@ -12,6 +13,7 @@ use crate::policy::{Decision, MessageSummary, Offer, PolicyContext, PolicyReques
 use crate::smtp::address::AddressError;
 use crate::smtp::reply::catalogue;
 use crate::smtp::{Command, CommandError, Param, Reply};
+use auth::{AuthAttempt, CredentialCheck, DecodeError, Mechanism, replies as auth_replies};
 
 /// Limits applied per session.
 #[derive(Debug, Clone)]
@@ -30,6 +32,12 @@ pub struct SessionLimits {
 pub struct Capabilities {
     /// The upstream supports SMTPUTF8.
     pub smtputf8: bool,
+    /// A credential backend is configured (`[auth]`).
+    pub auth: bool,
+    /// AUTH only under TLS (`[auth] require_tls`).
+    pub auth_requires_tls: bool,
+    /// A certificate is configured (`[tls]`).
+    pub starttls: bool,
 }
 
 /// What the driver must do next.
@@ -49,6 +57,16 @@ pub enum Action {
     /// Abandon the upstream transaction (close that connection so the
     /// partial message is discarded), then send this reply.
     AbortUpstream(Reply),
+    /// Send this 334 challenge, read one line (with the command-line limits
+    /// and deadline) and give it to [`Session::auth_response`].
+    AuthChallenge(Reply),
+    /// Check these credentials with the backend, then call
+    /// [`Session::credentials_checked`].
+    VerifyCredentials(AuthAttempt),
+    /// Send this 220 reply, discard whatever the client sent after
+    /// STARTTLS, run the TLS handshake, then call [`Session::tls_started`]
+    /// (or end the connection if the handshake fails).
+    StartTls(Reply),
 }
 
 /// A step of the upstream transaction.
@@ -114,15 +132,46 @@ enum Phase {
 enum Pending {
     None,
     Connect,
-    Helo { name: String, extended: bool },
+    Helo {
+        name: String,
+        extended: bool,
+    },
     Extensions,
-    MailPolicy { path: String, params: Vec<Param> },
-    MailUpstream { path: String },
-    RcptPolicy { path: String },
-    RcptUpstream { path: String },
+    MailPolicy {
+        path: String,
+        params: Vec<Param>,
+    },
+    MailUpstream {
+        path: String,
+    },
+    RcptPolicy {
+        path: String,
+    },
+    RcptUpstream {
+        path: String,
+    },
     DataUpstream,
     DataPolicy,
     EndData,
+    /// PLAIN without an initial response: waiting for it.
+    AuthPlain,
+    /// LOGIN: waiting for the user name.
+    AuthLoginUser,
+    /// LOGIN: waiting for the password of `user`.
+    AuthLoginPassword {
+        user: String,
+    },
+    /// Waiting for the backend's verdict on `user`'s credentials.
+    AuthVerify {
+        mechanism: Mechanism,
+        user: String,
+    },
+    /// The backend accepted; waiting for the policy's `auth` hook.
+    AuthPolicy {
+        user: String,
+    },
+    /// 220 sent to STARTTLS; waiting for the handshake.
+    StartTls,
 }
 
 /// One client's SMTP session.
@@ -134,8 +183,19 @@ pub struct Session {
     phase: Phase,
     pending: Pending,
     offer: Offer,
+    advertised: Advertised,
     errors: u32,
     rcpt_attempts: usize,
+}
+
+/// What the last EHLO reply offered of the extensions that need more than
+/// the policy's word (a backend, a certificate, TLS first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Advertised {
+    /// AUTH PLAIN LOGIN.
+    pub auth: bool,
+    /// STARTTLS.
+    pub starttls: bool,
 }
 
 impl Session {
@@ -154,6 +214,7 @@ impl Session {
             phase: Phase::Connecting,
             pending: Pending::None,
             offer: Offer::default(),
+            advertised: Advertised::default(),
             errors: 0,
             rcpt_attempts: 0,
         }
@@ -236,15 +297,82 @@ impl Session {
             Command::Vrfy => Action::Reply(catalogue::vrfy()),
             Command::Expn => Action::Reply(catalogue::expn()),
             Command::Help => Action::Reply(catalogue::help()),
-            Command::StartTls | Command::Auth { .. } | Command::Bdat => {
-                self.error(Reply::new(502, "5.5.1 Error: command not implemented"))
+            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial.as_deref()),
+            Command::StartTls => self.starttls(),
+            Command::Bdat => self.error(Reply::new(502, "5.5.1 Error: command not implemented")),
+        }
+    }
+
+    /// A line that was too long to be a command (or an AUTH response,
+    /// which then ends the exchange).
+    pub fn line_too_long(&mut self) -> Action {
+        self.pending = Pending::None;
+        self.error(catalogue::line_too_long())
+    }
+
+    /// The client's line in answer to an [`Action::AuthChallenge`].
+    pub fn auth_response(&mut self, line: &[u8]) -> Action {
+        let pending = std::mem::replace(&mut self.pending, Pending::None);
+        if line == b"*" {
+            return self.error(auth_replies::cancelled());
+        }
+        match pending {
+            Pending::AuthPlain => self.plain(line),
+            Pending::AuthLoginUser => match auth::decode_login_user(line) {
+                Ok(user) => self.challenge(
+                    Pending::AuthLoginPassword { user },
+                    auth_replies::login_password_challenge(),
+                ),
+                Err(error) => self.auth_decode_failed(error),
+            },
+            Pending::AuthLoginPassword { user } => match auth::decode_login_password(line) {
+                Ok(password) => self.verify(AuthAttempt {
+                    mechanism: Mechanism::Login,
+                    user,
+                    password,
+                }),
+                Err(error) => self.auth_decode_failed(error),
+            },
+            other => unreachable!("AUTH response while {other:?}"),
+        }
+    }
+
+    /// The backend's verdict on the credentials of [`Action::VerifyCredentials`].
+    pub fn credentials_checked(&mut self, check: CredentialCheck) -> Action {
+        let Pending::AuthVerify { mechanism, user } =
+            std::mem::replace(&mut self.pending, Pending::None)
+        else {
+            unreachable!("credentials checked while {:?}", self.pending)
+        };
+        match check {
+            CredentialCheck::Accepted => self.ask(
+                Pending::AuthPolicy { user: user.clone() },
+                PolicyRequest::Auth {
+                    mechanism: mechanism.name().to_string(),
+                    identity: user,
+                },
+            ),
+            CredentialCheck::Rejected => self.error(auth_replies::invalid_credentials()),
+            CredentialCheck::Throttled | CredentialCheck::Unavailable => {
+                self.error(auth_replies::temporary_failure())
             }
         }
     }
 
-    /// A line that was too long to be a command.
-    pub fn line_too_long(&mut self) -> Action {
-        self.error(catalogue::line_too_long())
+    /// The TLS handshake after [`Action::StartTls`] succeeded: everything
+    /// learnt from the client in clear is forgotten (RFC 3207 4.2), so it
+    /// must greet again with EHLO; the driver then reads the next command.
+    pub fn tls_started(&mut self) {
+        debug_assert!(matches!(self.pending, Pending::StartTls));
+        self.pending = Pending::None;
+        self.reset_transaction();
+        self.context.tls = true;
+        self.context.helo = None;
+        self.context.esmtp = false;
+        self.context.auth_user = None;
+        self.offer = Offer::default();
+        self.advertised = Advertised::default();
+        self.phase = Phase::Ready;
     }
 
     /// The policy answered the pending question.
@@ -277,13 +405,28 @@ impl Session {
             },
             Pending::Extensions => {
                 self.offer = offer;
+                self.advertised = Advertised {
+                    auth: offer.auth
+                        && self.capabilities.auth
+                        && (self.context.tls || !self.capabilities.auth_requires_tls),
+                    starttls: offer.starttls && self.capabilities.starttls && !self.context.tls,
+                };
                 Action::Reply(ehlo::reply(
                     &self.hostname,
                     &self.limits,
                     self.capabilities,
                     offer,
+                    self.advertised,
                 ))
             }
+            Pending::AuthPolicy { user } => match decision {
+                Decision::Accept => {
+                    self.context.auth_user = Some(user);
+                    Action::Reply(auth_replies::success())
+                }
+                Decision::Reject(reply) => self.error(with_code(reply, 535)),
+                Decision::Tempfail(reply) => self.error(reply),
+            },
             Pending::MailPolicy { path, params } => match decision {
                 Decision::Accept => {
                     self.pending = Pending::MailUpstream { path: path.clone() };
@@ -464,6 +607,99 @@ impl Session {
         }
         self.pending = Pending::DataUpstream;
         Action::Upstream(UpstreamStep::Data)
+    }
+
+    fn auth(&mut self, mechanism: &str, initial: Option<&str>) -> Action {
+        if self.context.auth_user.is_some() {
+            return self.error(auth_replies::bad_sequence("already authenticated"));
+        }
+        if self.phase == Phase::Ready || !self.context.esmtp {
+            return self.error(auth_replies::bad_sequence("send EHLO first"));
+        }
+        if self.in_transaction() {
+            return self.error(auth_replies::bad_sequence(
+                "AUTH not allowed during a mail transaction",
+            ));
+        }
+        if !self.advertised.auth {
+            let wanted = self.offer.auth && self.capabilities.auth;
+            return if wanted && self.capabilities.auth_requires_tls && !self.context.tls {
+                self.error(auth_replies::encryption_required())
+            } else {
+                self.error(auth_replies::bad_sequence("authentication not enabled"))
+            };
+        }
+        let Some(mechanism) = Mechanism::parse(mechanism) else {
+            return self.error(auth_replies::unknown_mechanism());
+        };
+        match (mechanism, initial) {
+            (Mechanism::Plain, Some(response)) => self.plain(response.as_bytes()),
+            (Mechanism::Plain, None) => {
+                self.challenge(Pending::AuthPlain, auth_replies::plain_challenge())
+            }
+            (Mechanism::Login, None) => {
+                self.challenge(Pending::AuthLoginUser, auth_replies::login_user_challenge())
+            }
+            (Mechanism::Login, Some(response)) => {
+                self.pending = Pending::AuthLoginUser;
+                self.auth_response(response.as_bytes())
+            }
+        }
+    }
+
+    fn plain(&mut self, response: &[u8]) -> Action {
+        if response == b"*" {
+            return self.error(auth_replies::cancelled());
+        }
+        match auth::decode_plain(response) {
+            Ok(attempt) => self.verify(attempt),
+            Err(error) => self.auth_decode_failed(error),
+        }
+    }
+
+    fn challenge(&mut self, pending: Pending, reply: Reply) -> Action {
+        self.pending = pending;
+        Action::AuthChallenge(reply)
+    }
+
+    fn verify(&mut self, attempt: AuthAttempt) -> Action {
+        if attempt.user.is_empty() || attempt.password.is_empty() {
+            return self.error(auth_replies::invalid_credentials());
+        }
+        self.pending = Pending::AuthVerify {
+            mechanism: attempt.mechanism,
+            user: attempt.user.clone(),
+        };
+        Action::VerifyCredentials(attempt)
+    }
+
+    fn auth_decode_failed(&mut self, error: DecodeError) -> Action {
+        match error {
+            DecodeError::Malformed => self.error(auth_replies::malformed()),
+            DecodeError::ForeignAuthzid => self.error(auth_replies::invalid_credentials()),
+        }
+    }
+
+    fn starttls(&mut self) -> Action {
+        if self.context.tls {
+            return self.error(auth_replies::bad_sequence("TLS already active"));
+        }
+        if !self.capabilities.starttls {
+            return self.error(Reply::new(502, "5.5.1 Error: command not implemented"));
+        }
+        if self.phase == Phase::Ready || !self.context.esmtp {
+            return self.error(auth_replies::bad_sequence("send EHLO first"));
+        }
+        if !self.advertised.starttls {
+            return self.error(Reply::new(454, "4.7.0 TLS not available"));
+        }
+        if self.in_transaction() {
+            return self.error(auth_replies::bad_sequence(
+                "STARTTLS not allowed during a mail transaction",
+            ));
+        }
+        self.pending = Pending::StartTls;
+        Action::StartTls(Reply::new(220, "2.0.0 Ready to start TLS"))
     }
 
     fn quit(&mut self) -> Action {

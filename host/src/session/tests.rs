@@ -25,9 +25,12 @@ fn cmd(s: &mut Session, line: &str) -> Action {
 
 fn code(action: &Action) -> u16 {
     match action {
-        Action::Reply(r) | Action::Close(r) | Action::AbortUpstream(r) | Action::ReceiveData(r) => {
-            r.code()
-        }
+        Action::Reply(r)
+        | Action::Close(r)
+        | Action::AbortUpstream(r)
+        | Action::ReceiveData(r)
+        | Action::AuthChallenge(r)
+        | Action::StartTls(r) => r.code(),
         other => panic!("expected a reply, got {other:?}"),
     }
 }
@@ -263,4 +266,273 @@ fn non_disclosing_commands() {
     assert_eq!(code(&cmd(&mut s, "HELP")), 214);
     assert_eq!(code(&cmd(&mut s, "NOOP")), 250);
     assert_eq!(code(&cmd(&mut s, "RSET")), 250);
+}
+
+// SMTP AUTH and STARTTLS.
+
+use auth::CredentialCheck;
+
+const AUTH_OFFER: Offer = Offer {
+    pipelining: true,
+    auth: true,
+    starttls: true,
+    smtputf8: true,
+    chunking: true,
+};
+
+/// A session whose proxy has a backend and a certificate, greeted with
+/// EHLO (under TLS when `tls`), the policy offering AUTH; returns the EHLO reply too.
+fn auth_session(requires_tls: bool, tls: bool) -> (Session, Reply) {
+    let client: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+    let server: SocketAddr = "192.0.2.254:25".parse().unwrap();
+    let mut context = PolicyContext::connected(1, client, server, None);
+    context.tls = tls;
+    let mut s = Session::new(
+        "mx.test".into(),
+        SessionLimits {
+            max_message_size: 1000,
+            max_recipients: 2,
+            max_errors: 10,
+        },
+        Capabilities {
+            smtputf8: false,
+            auth: true,
+            auth_requires_tls: requires_tls,
+            starttls: true,
+        },
+        context,
+    );
+    s.start();
+    accept(&mut s);
+    cmd(&mut s, "EHLO client.test");
+    accept(&mut s);
+    let Action::Reply(ehlo) = s.policy_answered(Decision::Accept, AUTH_OFFER) else {
+        panic!("EHLO gets a reply")
+    };
+    (s, ehlo)
+}
+
+fn b64(raw: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+fn verify_of(action: Action) -> AuthAttempt {
+    match action {
+        Action::VerifyCredentials(attempt) => attempt,
+        other => panic!("expected a credential check, got {other:?}"),
+    }
+}
+
+fn challenge(action: &Action) -> &str {
+    match action {
+        Action::AuthChallenge(r) if r.code() == 334 => &r.lines()[0],
+        other => panic!("expected a 334 challenge, got {other:?}"),
+    }
+}
+
+#[test]
+fn ehlo_offers_auth_only_where_it_can_work() {
+    let (_, ehlo) = auth_session(false, false);
+    assert!(ehlo.lines().iter().any(|l| l == "AUTH PLAIN LOGIN"));
+    assert!(ehlo.lines().iter().any(|l| l == "STARTTLS"));
+    let (mut s, ehlo) = auth_session(true, false);
+    assert!(!ehlo.lines().iter().any(|l| l.starts_with("AUTH")));
+    assert_eq!(
+        code(&cmd(&mut s, "AUTH PLAIN AGFsaWNlAHB3")),
+        538,
+        "AUTH before TLS with require_tls"
+    );
+    let (_, ehlo) = auth_session(true, true);
+    assert!(ehlo.lines().iter().any(|l| l == "AUTH PLAIN LOGIN"));
+    assert!(
+        !ehlo.lines().iter().any(|l| l == "STARTTLS"),
+        "no STARTTLS under TLS"
+    );
+    // The policy not asking for AUTH: neither offered nor accepted.
+    let (mut s, _) = auth_session(false, false);
+    cmd(&mut s, "EHLO client.test");
+    accept(&mut s);
+    let Action::Reply(ehlo) = accept(&mut s) else {
+        panic!()
+    };
+    assert!(!ehlo.lines().iter().any(|l| l.starts_with("AUTH")));
+    assert_eq!(code(&cmd(&mut s, "AUTH PLAIN AGFsaWNlAHB3")), 503);
+}
+
+#[test]
+fn plain_with_initial_response_then_policy_then_235() {
+    let (mut s, _) = auth_session(false, false);
+    let attempt = verify_of(cmd(&mut s, &format!("AUTH PLAIN {}", b64("\0alice\0pw"))));
+    assert_eq!(
+        (attempt.user.as_str(), attempt.password.as_str()),
+        ("alice", "pw")
+    );
+    assert_eq!(
+        s.credentials_checked(CredentialCheck::Accepted),
+        Action::Ask(PolicyRequest::Auth {
+            mechanism: "PLAIN".into(),
+            identity: "alice".into()
+        })
+    );
+    assert_eq!(s.context().auth_user, None, "not before the policy agrees");
+    assert_eq!(code(&accept(&mut s)), 235);
+    assert_eq!(s.context().auth_user.as_deref(), Some("alice"));
+    assert_eq!(
+        code(&cmd(&mut s, &format!("AUTH PLAIN {}", b64("\0alice\0pw")))),
+        503,
+        "AUTH twice"
+    );
+}
+
+#[test]
+fn plain_without_initial_response_and_login() {
+    let (mut s, _) = auth_session(false, false);
+    assert_eq!(challenge(&cmd(&mut s, "AUTH PLAIN")), "");
+    let attempt = verify_of(s.auth_response(b64("alice\0alice\0pw").as_bytes()));
+    assert_eq!(attempt.user, "alice");
+    assert_eq!(code(&s.credentials_checked(CredentialCheck::Rejected)), 535);
+
+    assert_eq!(challenge(&cmd(&mut s, "AUTH login")), "VXNlcm5hbWU6");
+    assert_eq!(
+        challenge(&s.auth_response(b64("bob").as_bytes())),
+        "UGFzc3dvcmQ6"
+    );
+    let attempt = verify_of(s.auth_response(b64("secret").as_bytes()));
+    assert_eq!(
+        (attempt.user.as_str(), attempt.mechanism),
+        ("bob", Mechanism::Login)
+    );
+    assert!(matches!(
+        s.credentials_checked(CredentialCheck::Accepted),
+        Action::Ask(PolicyRequest::Auth { .. })
+    ));
+    // The policy refuses the identity: 535, not logged in.
+    let refused = s.policy_answered(
+        Decision::Reject(Reply::new(550, "5.7.1 not this one")),
+        Offer::default(),
+    );
+    assert_eq!(code(&refused), 535);
+    assert_eq!(s.context().auth_user, None);
+
+    // LOGIN with the user name as initial response.
+    let first = cmd(&mut s, &format!("AUTH LOGIN {}", b64("carol")));
+    assert_eq!(challenge(&first), "UGFzc3dvcmQ6");
+    let attempt = verify_of(s.auth_response(b64("pw").as_bytes()));
+    assert_eq!(attempt.user, "carol");
+    assert_eq!(
+        code(&s.credentials_checked(CredentialCheck::Throttled)),
+        454
+    );
+    assert_eq!(code(&cmd(&mut s, "AUTH LOGIN")), 334);
+    s.auth_response(b64("carol").as_bytes());
+    s.auth_response(b64("pw").as_bytes());
+    assert_eq!(
+        code(&s.credentials_checked(CredentialCheck::Unavailable)),
+        454
+    );
+    assert_eq!(s.context().auth_user, None);
+}
+
+#[test]
+fn rfc4954_edge_cases() {
+    let (mut s, _) = auth_session(false, false);
+    assert_eq!(code(&cmd(&mut s, "AUTH CRAM-MD5")), 504);
+    assert_eq!(code(&cmd(&mut s, "AUTH PLAIN not-base64!")), 501);
+    assert_eq!(code(&cmd(&mut s, "AUTH PLAIN =")), 501, "empty PLAIN");
+    assert_eq!(
+        code(&cmd(
+            &mut s,
+            &format!("AUTH PLAIN {}", b64("bob\0alice\0pw"))
+        )),
+        535,
+        "authzid other than the user"
+    );
+    assert_eq!(
+        code(&cmd(&mut s, &format!("AUTH PLAIN {}", b64("\0alice\0")))),
+        535,
+        "empty password never reaches the backend"
+    );
+    cmd(&mut s, "AUTH PLAIN");
+    assert_eq!(code(&s.auth_response(b"*")), 501, "cancelled");
+    cmd(&mut s, "AUTH LOGIN");
+    assert_eq!(code(&s.auth_response(b"*")), 501);
+    cmd(&mut s, "AUTH LOGIN");
+    assert_eq!(code(&s.auth_response(b"!!")), 501);
+    cmd(&mut s, "AUTH LOGIN");
+    assert_eq!(
+        code(&s.line_too_long()),
+        500,
+        "an over-long response ends the exchange"
+    );
+    // After all that the session still takes commands.
+    assert_eq!(code(&cmd(&mut s, "NOOP")), 250);
+    // Inside a transaction (a fresh session: the one above used up its errors).
+    let (mut s, _) = auth_session(false, false);
+    cmd(&mut s, "MAIL FROM:<a@x.test>");
+    accept(&mut s);
+    upstream_ok(&mut s, 250);
+    assert_eq!(code(&cmd(&mut s, "AUTH PLAIN")), 503);
+    // Before EHLO, and after HELO.
+    let mut s = session();
+    s.start();
+    accept(&mut s);
+    assert_eq!(code(&cmd(&mut s, "AUTH PLAIN")), 503);
+}
+
+#[test]
+fn auth_failures_count_as_errors() {
+    let (mut s, _) = auth_session(false, false);
+    for _ in 0..9 {
+        cmd(&mut s, &format!("AUTH PLAIN {}", b64("\0a\0b")));
+        assert_eq!(code(&s.credentials_checked(CredentialCheck::Rejected)), 535);
+    }
+    cmd(&mut s, &format!("AUTH PLAIN {}", b64("\0a\0b")));
+    assert!(matches!(
+        s.credentials_checked(CredentialCheck::Rejected),
+        Action::Close(ref r) if r.code() == 421
+    ));
+}
+
+#[test]
+fn starttls_resets_the_session() {
+    let (mut s, _) = auth_session(true, false);
+    let Action::StartTls(reply) = cmd(&mut s, "STARTTLS") else {
+        panic!("STARTTLS accepted")
+    };
+    assert_eq!(reply.code(), 220);
+    s.tls_started();
+    assert!(s.context().tls);
+    assert_eq!(s.context().helo, None);
+    assert_eq!(
+        code(&cmd(&mut s, "MAIL FROM:<a@x.test>")),
+        503,
+        "EHLO needed again"
+    );
+    assert_eq!(code(&cmd(&mut s, "STARTTLS")), 503, "STARTTLS twice");
+    cmd(&mut s, "EHLO client.test");
+    accept(&mut s);
+    let Action::Reply(ehlo) = s.policy_answered(Decision::Accept, AUTH_OFFER) else {
+        panic!()
+    };
+    assert!(ehlo.lines().iter().any(|l| l == "AUTH PLAIN LOGIN"));
+    assert!(!ehlo.lines().iter().any(|l| l == "STARTTLS"));
+}
+
+#[test]
+fn starttls_refusals() {
+    // Not configured.
+    let mut s = ready();
+    assert_eq!(code(&cmd(&mut s, "STARTTLS")), 502);
+    // Before EHLO.
+    let (mut s, _) = auth_session(false, false);
+    cmd(&mut s, "HELO client.test");
+    accept(&mut s);
+    assert_eq!(code(&cmd(&mut s, "STARTTLS")), 503);
+    // In a transaction.
+    let (mut s, _) = auth_session(false, false);
+    cmd(&mut s, "MAIL FROM:<a@x.test>");
+    accept(&mut s);
+    upstream_ok(&mut s, 250);
+    assert_eq!(code(&cmd(&mut s, "STARTTLS")), 503);
 }

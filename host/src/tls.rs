@@ -1,0 +1,186 @@
+//! STARTTLS on the client side: the rustls acceptor built from `[tls]`
+//! (rebuilt on reload), and [`ClientStream`], a connection that starts in
+//! clear and may be upgraded to TLS in place.
+
+use crate::config::TlsConfig;
+use anyhow::{Context, bail};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// Build the acceptor for `[tls]`: the certificate chain and private key
+/// are read and checked to belong together. Errors name the key (`tls.cert`
+/// or `tls.key`) and the file.
+pub fn acceptor(config: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
+    let cert_path = &config.cert;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("tls.cert: cannot read {}", cert_path.display()))?;
+    if certs.is_empty() {
+        bail!("tls.cert: {} holds no PEM certificate", cert_path.display());
+    }
+    let key_path = &config.key;
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| {
+            format!(
+                "tls.key: cannot read a PEM private key from {}",
+                key_path.display()
+            )
+        })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("tls: no usable protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .with_context(|| {
+            format!(
+                "tls.key: {} does not fit the certificate in {}",
+                key_path.display(),
+                cert_path.display()
+            )
+        })?;
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+/// Upgrade `stream` to TLS within `timeout`.
+pub async fn handshake<S>(
+    acceptor: &TlsAcceptor,
+    stream: S,
+    timeout: Duration,
+) -> io::Result<TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::time::timeout(timeout, acceptor.accept(stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+}
+
+/// A client connection in clear or under TLS.
+pub enum ClientStream<S> {
+    /// Plain TCP (or whatever the listener gave).
+    Plain(S),
+    /// After a successful STARTTLS.
+    Tls(Box<TlsStream<S>>),
+    /// The stream was handed to a handshake that failed: nothing to talk to.
+    Gone,
+}
+
+impl<S> ClientStream<S> {
+    /// True under TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "connection lost in TLS handshake",
+    )
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Self::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn error_of(config: &TlsConfig) -> String {
+        match acceptor(config) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    fn config(dir: &tempfile::TempDir, cert: &str, key: &str) -> TlsConfig {
+        let cert_path = dir.path().join("cert.pem");
+        let key_path = dir.path().join("key.pem");
+        std::fs::write(&cert_path, cert).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        TlsConfig {
+            cert: cert_path,
+            key: key_path,
+        }
+    }
+
+    #[test]
+    fn unusable_files_are_named_with_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = TlsConfig {
+            cert: PathBuf::from("/nonexistent/cert.pem"),
+            key: PathBuf::from("/nonexistent/key.pem"),
+        };
+        let error = error_of(&missing);
+        assert!(
+            error.starts_with("tls.cert: cannot read /nonexistent/cert.pem"),
+            "{error}"
+        );
+
+        let error = error_of(&config(&dir, "not pem", "x"));
+        assert!(
+            error.starts_with("tls.cert:") && error.contains("no PEM certificate"),
+            "{error}"
+        );
+
+        let fake_cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let error = error_of(&config(&dir, fake_cert, "junk"));
+        assert!(
+            error.starts_with("tls.key: cannot read a PEM private key"),
+            "{error}"
+        );
+    }
+}
