@@ -2,6 +2,7 @@
 //! import: config, log, DNS and server facts. A policy reaches nothing else.
 
 use super::bindings::relaygate::policy::{config, dns, log, server, types};
+use super::wasi::WasiState;
 use crate::config::{PolicyConfig, PolicyValue};
 use crate::dns::{Dns, DnsError};
 use std::net::IpAddr;
@@ -33,6 +34,8 @@ pub struct HostState {
     pub(super) call_started: Instant,
     pub(super) host_time: Duration,
     pub(super) waited: WaitClock,
+    /// WASI, built on the guest's first WASI call (see [`super::wasi`]).
+    wasi: Option<Box<WasiState>>,
 }
 
 /// Time a call spent yielded to the executor (shared with the yield future,
@@ -73,6 +76,7 @@ impl HostState {
             call_started: Instant::now(),
             host_time: Duration::ZERO,
             waited: WaitClock::default(),
+            wasi: None,
         }
     }
 
@@ -135,6 +139,19 @@ impl ResourceLimiter for HostState {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
+    }
+}
+
+impl wasmtime_wasi::WasiView for HostState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        let (policy, session) = (&self.policy_name, self.session_id);
+        let wasi = self
+            .wasi
+            .get_or_insert_with(|| Box::new(WasiState::new(policy.clone(), session)));
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut wasi.ctx,
+            table: &mut wasi.table,
+        }
     }
 }
 
