@@ -182,12 +182,32 @@ impl Extension {
 
 /// One verdict for every recipient, or one each.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(try_from = "toml::Value")]
 pub enum OneOrEach {
     /// The same for all.
     One(Expected),
     /// One per recipient, in order.
     Each(Vec<Expected>),
+}
+
+impl TryFrom<toml::Value> for OneOrEach {
+    type Error = String;
+
+    fn try_from(value: toml::Value) -> Result<Self, String> {
+        let verdict = |value: toml::Value| match value {
+            toml::Value::String(text) => Expected::try_from(text),
+            other => Err(format!("{other} is not a verdict string")),
+        };
+        match value {
+            toml::Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| verdict(item).map_err(|e| format!("[{i}]: {e}")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(OneOrEach::Each),
+            other => verdict(other).map(OneOrEach::One),
+        }
+    }
 }
 
 /// An expected verdict: `accept`, `reject 554`, `tempfail 451 4.7.1`, ...
