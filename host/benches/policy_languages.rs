@@ -63,22 +63,25 @@ fn subjects() -> Vec<Subject> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    for (name, language) in [
-        ("submission", "Rust"),
-        ("sender-domains", "Python"),
-        ("helo-sanity", "JavaScript"),
-        ("recipient-limits", "C"),
+    // (file under target/policies, variant folder, language)
+    for (file, name, language) in [
+        ("submission", "submission", "Rust"),
+        ("sender-domains", "sender-domains", "Python"),
+        // The same Python policy built without --stub-wasi: what WASI costs.
+        ("sender-domains-wasi", "sender-domains", "Python + WASI"),
+        ("helo-sanity", "helo-sanity", "JavaScript"),
+        ("recipient-limits", "recipient-limits", "C"),
     ] {
-        let wasm = target.join("policies").join(format!("{name}.wasm"));
+        let wasm = target.join("policies").join(format!("{file}.wasm"));
         match std::fs::read(&wasm) {
             Ok(bytes) => subjects.push(Subject {
-                label: name.to_string(),
+                label: file.to_string(),
                 language,
                 bytes,
                 config: cases_config(&root.join("policies").join(name).join("cases.toml")),
             }),
             Err(_) => eprintln!(
-                "skipping {name}: {} missing (run policies/build.sh {name})",
+                "skipping {file}: {} missing (run bench/languages.sh)",
                 wasm.display()
             ),
         }
