@@ -639,3 +639,35 @@ expect = { helo = "accept" }
         "{stdout}"
     );
 }
+
+#[test]
+fn a_component_built_for_another_wit_version_is_refused_naming_both() {
+    let wrong = repo_file("tests/fixtures/wrong-version.wasm");
+    let out = run(&["policy", "check", wrong.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("built for: relaygate:policy@0.2.0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fits:      no"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "why:       it was built for relaygate:policy@0.2.0, but this relaygate provides relaygate:policy@0.1.0"
+        ),
+        "{stdout}"
+    );
+    let (_dir, cases) = write_cases(MISMATCH);
+    let out = run(&[
+        "policy",
+        "test",
+        wrong.to_str().unwrap(),
+        cases.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("relaygate:policy@0.2.0"),
+        "{}",
+        text(&out.stderr)
+    );
+}
