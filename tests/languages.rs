@@ -300,3 +300,71 @@ async fn rust_submission_requires_auth() {
     );
     proxy.shutdown().await;
 }
+
+/// Swapping languages on a live proxy: the C module serves, a Rust module
+/// replaces it in the same file (write, then rename) and a reload later,
+/// new sessions get the Rust policy's verdicts while a session that began
+/// before the swap finishes under the C one.
+#[tokio::test]
+async fn swap_a_c_policy_for_a_rust_one_on_a_live_proxy() {
+    let (c_module, rust_module) = (
+        policies::built("recipient-limits"),
+        policies::built("submission"),
+    );
+    let upstream = RecordingUpstream::start(UpstreamBehaviour::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("policy.wasm");
+    let install = |from: &Path| {
+        let temp = dir.path().join(".policy.wasm.new");
+        std::fs::copy(from, &temp).unwrap();
+        std::fs::rename(&temp, &module).unwrap();
+    };
+    install(&c_module);
+    // Keys of both policies; each ignores the other's.
+    let config = dir.path().join("relaygate.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &module,
+            "",
+            "trusted_networks = [\"127.0.0.3/32\"]\nmax_recipients_other = 1\ndefault_domain = \"example.com\"",
+        )
+        .replace("{upstream}", &upstream.addr().to_string()),
+    )
+    .unwrap();
+    let proxy = TestProxy::start_from_file(&config).await.unwrap();
+
+    // Under the C policy an anonymous client may send, one recipient at a time.
+    let mut before = session(&proxy, client(2), "before.example.net").await;
+    before
+        .cmd_expect("MAIL FROM:<a@example.com>", 250)
+        .await
+        .unwrap();
+
+    install(&rust_module);
+    proxy.reloader().reload("test").await.unwrap();
+
+    // A new session gets the Rust policy: AUTH required.
+    let mut after = session(&proxy, client(2), "after.example.net").await;
+    let mail = after.cmd("MAIL FROM:<a@example.com>").await.unwrap();
+    assert_refused(&mail, 530, "5.7.0", None);
+    after.quit().await.unwrap();
+
+    // The session from before the swap is still judged by the C policy.
+    before
+        .cmd_expect("RCPT TO:<r1@example.net>", 250)
+        .await
+        .unwrap();
+    let second = before.cmd("RCPT TO:<r2@example.net>").await.unwrap();
+    assert_refused(&second, 452, "4.5.3", None);
+    before.cmd_expect("DATA", 354).await.unwrap();
+    assert!(before.send_content(MESSAGE).await.unwrap().is_positive());
+    before.quit().await.unwrap();
+
+    let messages = upstream.wait_for_messages(1, WAIT).await.unwrap();
+    assert_eq!(messages[0].recipients, ["r1@example.net"]);
+    assert_eq!(upstream_senders(&upstream).len(), 1);
+    proxy.shutdown().await;
+}
