@@ -9,7 +9,7 @@
 #include "gen/policy.h"
 #include "limits.h"
 
-#define MAX_TRUSTED 64
+#define MAX_TRUSTED 256
 #define MAX_ERRORS 16
 #define MAX_LIMIT 100000
 
@@ -71,7 +71,7 @@ static bool config_get(const char *key, relaygate_policy_config_value_t *value) 
 
 static void add_trusted(const char *key, const policy_string_t *entry) {
   if (cfg.trusted_len == MAX_TRUSTED) {
-    config_error(key, "more than 64 networks", NULL, 0);
+    config_error(key, "more than 256 networks", NULL, 0);
     return;
   }
   if (parse_net((const char *)entry->ptr, entry->len, &cfg.trusted[cfg.trusted_len])) {
@@ -111,11 +111,14 @@ static void load_config(void) {
     }
     relaygate_policy_config_value_free(&value);
   } else {
-    // Default: the machine's own networks.
+    // Default: the machine's own networks (the host's list is well formed;
+    // a machine with more addresses than fit keeps the first ones).
     policy_list_string_t own;
     relaygate_policy_server_own_networks(&own);
-    for (size_t i = 0; i < own.len; i++) {
-      add_trusted("server own-networks", &own.ptr[i]);
+    for (size_t i = 0; i < own.len && cfg.trusted_len < MAX_TRUSTED; i++) {
+      if (parse_net((const char *)own.ptr[i].ptr, own.ptr[i].len, &cfg.trusted[cfg.trusted_len])) {
+        cfg.trusted_len++;
+      }
     }
     policy_list_string_free(&own);
   }
