@@ -15,7 +15,7 @@ cd "$here"
 if [ ! -x node_modules/.bin/componentize-qjs ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     npm ci --no-audit --no-fund --loglevel=error
 fi
-node --test test/
+node --test test/*.test.js
 node_modules/.bin/componentize-qjs --wit "$root/wit" --world policy --js policy.js \
     --sync --stub-wasi -o "$out.tmp"
 mv "$out.tmp" "$out"

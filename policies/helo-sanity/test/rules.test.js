@@ -1,4 +1,4 @@
-// Unit tests of rules.js: `node --test test/` (also run by build.sh).
+// Unit tests of rules.js: `node --test test/*.test.js` (also run by build.sh).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { DEFAULTS, inNetwork, judge, parseConfig, parseIP, parseNetwork } from "../rules.js";

@@ -13,5 +13,5 @@ done
 out="$(absolute_output "$out")"
 cd "$here"
 [ -x node_modules/.bin/componentize-qjs ] || npm ci --no-audit --no-fund --loglevel=error
-node --test test/
+node --test test/*.test.js
 node_modules/.bin/componentize-qjs --wit "$root/wit" --world policy --js policy.js --sync --stub-wasi -o "$out"
