@@ -78,4 +78,41 @@ pub enum PolicyCommand {
         /// The component file.
         file: PathBuf,
     },
+    /// Run a policy offline against test cases and compare its verdicts.
+    ///
+    /// No sockets and no real DNS: the policy's `dns` import answers from
+    /// the case data. Prints one `ok`/`FAIL` line per checked stage and a
+    /// summary. Exit status: 0 all passed, 1 a check failed, 2 the policy
+    /// could not be loaded, 78 the cases file is invalid. The cases format
+    /// is documented in policies/CASES.md.
+    #[command(after_help = CASES_HELP)]
+    Test {
+        /// The component file (or builtin:apple-relay).
+        file: PathBuf,
+        /// The cases file (TOML).
+        cases: PathBuf,
+    },
 }
+
+/// A short reminder of the cases format (the full one: policies/CASES.md).
+const CASES_HELP: &str = "\
+Cases file (TOML), see policies/CASES.md:
+  [config]                     # the [policy.config] handed to the policy
+  open_relay_addr_flag = 1
+  [server]                     # optional: hostname, own_networks, address
+  own_networks = [\"127.0.0.0/8\"]
+  [dns]                        # optional forward records for the dns import
+  \"gw.example.com\" = [\"192.0.2.7\"]
+  [[case]]
+  name = \"unlisted client may not relay\"
+  client = \"203.0.113.5\"        # client IP
+  client_name = \"mx.example.net\"  # optional reverse DNS name
+  helo = \"mx.example.net\"       # optional; ehlo = false for HELO
+  auth = \"alice\"                # optional identity; tls = true optional
+  sender = \"bob@example.net\"    # optional MAIL FROM (\"\" = <>)
+  recipients = [\"a@example.com\", \"b@elsewhere.org\"]
+  config = { smtp_plain_login_flag = 1 }   # optional overrides
+  expect = { connect = \"accept\", rcpt = [\"accept\", \"reject 554 5.7.1\"] }
+Expectations: init (ok|refused), connect, helo, extensions (list), auth,
+mail, rcpt (one or one per recipient), data; a verdict is
+\"accept\" | \"reject [CODE [X.Y.Z]]\" | \"tempfail [CODE [X.Y.Z]]\".";

@@ -43,10 +43,27 @@ type CacheKey = (Name, RecordType);
 /// Answers with the instant they expire.
 type Cache = HashMap<CacheKey, (Instant, Vec<RData>)>;
 
+/// Answers from a fixed table rather than name servers: for offline runs
+/// (`relaygate policy test`), which must not touch the network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FixedRecords {
+    /// A/AAAA records: lower-case name without trailing dot -> addresses.
+    pub forward: HashMap<String, Vec<IpAddr>>,
+    /// PTR records: address -> names.
+    pub reverse: HashMap<IpAddr, Vec<String>>,
+}
+
+/// Where answers come from.
+#[derive(Clone)]
+enum Source {
+    Servers(NameServerPool<TokioRuntimeProvider>),
+    Fixed(Arc<Mutex<FixedRecords>>),
+}
+
 /// The resolver shared by all sessions.
 #[derive(Clone)]
 pub struct Dns {
-    pool: NameServerPool<TokioRuntimeProvider>,
+    source: Source,
     timeout: Duration,
     cache: Arc<Mutex<Cache>>,
 }
@@ -78,14 +95,32 @@ impl Dns {
         let context = Arc::new(PoolContext::new(options, tls));
         let pool = NameServerPool::from_config(servers, context, TokioRuntimeProvider::default());
         Ok(Self {
-            pool,
+            source: Source::Servers(pool),
             timeout: config.timeout,
             cache: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
+    /// A resolver that answers only from `records` (which the caller may
+    /// change between lookups) and never touches the network.
+    pub fn fixed(records: Arc<Mutex<FixedRecords>>) -> Self {
+        Self {
+            source: Source::Fixed(records),
+            timeout: Duration::ZERO,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
     /// PTR names of `ip`, lower case without the trailing dot.
     pub async fn reverse(&self, ip: IpAddr) -> Result<Vec<String>, DnsError> {
+        if let Source::Fixed(records) = &self.source {
+            let records = records.lock().unwrap_or_else(|e| e.into_inner());
+            return Ok(records
+                .reverse
+                .get(&canonical(ip))
+                .cloned()
+                .unwrap_or_default());
+        }
         let name = Name::from(canonical(ip));
         let answers = self.query(name, RecordType::PTR).await?;
         Ok(answers
@@ -99,6 +134,11 @@ impl Dns {
 
     /// A and AAAA addresses of `name`.
     pub async fn forward(&self, name: &str) -> Result<Vec<IpAddr>, DnsError> {
+        if let Source::Fixed(records) = &self.source {
+            let records = records.lock().unwrap_or_else(|e| e.into_inner());
+            let key = name.trim_end_matches('.').to_ascii_lowercase();
+            return Ok(records.forward.get(&key).cloned().unwrap_or_default());
+        }
         let mut fqdn = Name::from_utf8(name)
             .map_err(|e| DnsError::Failed(format!("bad name {name:?}: {e}")))?
             .to_lowercase();
@@ -136,8 +176,11 @@ impl Dns {
         if let Some(answers) = self.cached(&key) {
             return Ok(answers);
         }
+        let Source::Servers(pool) = &self.source else {
+            return Ok(Vec::new());
+        };
         let query = Query::query(key.0.clone(), record_type);
-        let mut responses = self.pool.lookup(query, DnsRequestOptions::default());
+        let mut responses = pool.lookup(query, DnsRequestOptions::default());
         let response = tokio::time::timeout(self.timeout, responses.next())
             .await
             .map_err(|_| DnsError::Timeout)?

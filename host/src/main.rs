@@ -44,6 +44,12 @@ async fn dispatch(cli: Cli) -> ExitCode {
     {
         return report(commands::auth_hash());
     }
+    if let Some(Command::Policy {
+        command: PolicyCommand::Test { file, cases },
+    }) = &cli.command
+    {
+        return policy_test_status(commands::policy_test(file, cases).await);
+    }
     let config = match source.load() {
         Ok(config) => config,
         Err(e) => return config_error(&e),
@@ -60,6 +66,22 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Some(Command::Status) => report(commands::admin_request(&config, "GET", "/status")),
         Some(Command::Policy { .. } | Command::Auth { .. }) => unreachable!("handled above"),
         None => report(commands::run(source, config).await),
+    }
+}
+
+/// Exit status of `relaygate policy test` (see its help).
+fn policy_test_status(result: Result<commands::TestOutcome, commands::TestError>) -> ExitCode {
+    match result {
+        Ok(commands::TestOutcome::Passed) => ExitCode::SUCCESS,
+        Ok(commands::TestOutcome::Failed) => ExitCode::FAILURE,
+        Err(commands::TestError::Cases(problem)) => {
+            eprintln!("relaygate: invalid cases file: {problem}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(commands::TestError::Policy(e)) => {
+            eprintln!("relaygate: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -314,3 +314,360 @@ fn json_logs_and_systemd_readiness() {
             .all(|e| e["level"].is_string() && e["timestamp"].is_string())
     );
 }
+
+fn repo_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}
+
+fn write_cases(body: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cases.toml");
+    std::fs::write(&path, body).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn policy_test_passes_the_whole_apple_decision_table() {
+    let cases = repo_file("policy-guest/cases.toml");
+    let out = run(&[
+        "policy",
+        "test",
+        "builtin:apple-relay",
+        cases.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(!stdout.lines().any(|l| l.starts_with("FAIL")), "{stdout}");
+    let summary = stdout.lines().last().unwrap();
+    assert!(summary.ends_with(" 0 FAILED"), "{summary}");
+    // Every row of SPEC 3's table is there, each with local and remote.
+    for row in 1..=8 {
+        assert!(
+            stdout.contains(&format!("ok   row {row}: ")),
+            "row {row}:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("/ rcpt bob@elsewhere.org: reject 554 5.7.1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("reject 530 5.7.0"), "{stdout}");
+    // The same cases against the compiled file give the same result.
+    let wasm = repo_file("host/assets/apple-relay.wasm");
+    let again = run(&[
+        "policy",
+        "test",
+        wasm.to_str().unwrap(),
+        cases.to_str().unwrap(),
+    ]);
+    assert_eq!(text(&again.stdout), stdout);
+}
+
+const MISMATCH: &str = r#"
+[config]
+open_relay_addr_flag = 1
+open_relay_addr_list = ["192.168.1.0/24"]
+local_domains = ["example.com"]
+
+[[case]]
+name = "unlisted client may not relay"
+client = "203.0.113.5"
+helo = "mx.example.net"
+sender = "bob@example.net"
+recipients = ["a@example.com", "b@elsewhere.org"]
+expect = { connect = "accept", mail = "accept", rcpt = ["accept", "accept"] }
+
+[[case]]
+name = "listed client relays"
+client = "192.168.1.9"
+sender = "bob@example.net"
+recipients = ["b@elsewhere.org"]
+expect = { rcpt = "accept" }
+"#;
+
+#[test]
+fn policy_test_prints_expected_and_actual_and_exits_1_on_a_mismatch() {
+    let (_dir, cases) = write_cases(MISMATCH);
+    let out = run(&[
+        "policy",
+        "test",
+        "builtin:apple-relay",
+        cases.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "ok   unlisted client may not relay / connect: accept",
+            "ok   unlisted client may not relay / mail: accept",
+            "ok   unlisted client may not relay / rcpt a@example.com: accept",
+            "FAIL unlisted client may not relay / rcpt b@elsewhere.org: expected accept, got reject 554 5.7.1 Relay access denied",
+            "ok   listed client relays / rcpt b@elsewhere.org: accept",
+            "2 cases, 5 checks: 4 ok, 1 FAILED",
+        ]
+    );
+}
+
+#[test]
+fn policy_test_refuses_a_bad_cases_file_naming_case_and_key_with_78() {
+    let bad = MISMATCH.replace("rcpt = [\"accept\", \"accept\"]", "rcpt = [\"accept\"]");
+    let (_dir, cases) = write_cases(&bad);
+    let out = run(&[
+        "policy",
+        "test",
+        "builtin:apple-relay",
+        cases.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains(
+            "case 1 (\"unlisted client may not relay\"): expect.rcpt: 1 entries for 2 recipients"
+        ),
+        "{stderr}"
+    );
+    let bad = MISMATCH.replace("client = \"192.168.1.9\"", "client = \"not-an-ip\"");
+    let (_dir, cases) = write_cases(&bad);
+    let out = run(&[
+        "policy",
+        "test",
+        "builtin:apple-relay",
+        cases.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("case 2 (\"listed client relays\"): client:"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing runs before the file is checked"
+    );
+}
+
+#[test]
+fn policy_test_says_when_the_policy_cannot_load_with_2() {
+    let (_dir, cases) = write_cases(MISMATCH);
+    let (_dir2, garbage) = write_config("not wasm");
+    let out = run(&[
+        "policy",
+        "test",
+        garbage.to_str().unwrap(),
+        cases.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("not a valid WebAssembly component"));
+}
+
+#[test]
+fn policy_test_answers_dns_from_the_cases_and_checks_init() {
+    let cases = r#"
+[config]
+open_relay_addr_flag = 1
+open_relay_addr_list = ["gw.example.net"]
+local_domains = ["example.com"]
+[dns]
+"liar.example.net" = ["198.51.100.1"]
+
+[[case]]
+name = "confirmed name is listed"
+client = "203.0.113.7"
+client_name = "gw.example.net"
+sender = ""
+recipients = ["b@elsewhere.org"]
+expect = { init = "ok", rcpt = "accept" }
+
+[[case]]
+name = "unconfirmed name is not"
+client = "203.0.113.8"
+client_name = "liar.example.net"
+sender = ""
+recipients = ["b@elsewhere.org"]
+expect = { rcpt = "reject 554" }
+
+[[case]]
+name = "bad config"
+client = "203.0.113.8"
+config = { open_relay_addr_flag = "on" }
+expect = { init = "refused" }
+"#;
+    let (_dir, path) = write_cases(cases);
+    let out = run(&[
+        "policy",
+        "test",
+        "builtin:apple-relay",
+        path.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("ok   bad config / init: refused (open_relay_addr_flag"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("3 cases, 4 checks: 4 ok, 0 FAILED\n"),
+        "{stdout}"
+    );
+}
+
+fn wasi_probe() -> PathBuf {
+    repo_file("tests/fixtures/wasi-probe.wasm")
+}
+
+#[test]
+fn policy_check_names_package_version_imports_and_wasi() {
+    let out = run(&["policy", "check", wasi_probe().to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("built for: relaygate:policy@0.1.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("relaygate:policy/hooks@0.1.0: init, connect, helo"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("wasi:      "), "{stdout}");
+    assert!(stdout.contains("wasi:cli/stdout@0.2"), "{stdout}");
+    assert!(stdout.contains("fits:      yes (wasi-probe)"), "{stdout}");
+    assert!(stdout.contains(" bytes)"), "{stdout}");
+    assert!(stdout.contains("compiled:  "), "{stdout}");
+
+    let out = run(&["policy", "check", "builtin:apple-relay"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("wasi:      none"), "{stdout}");
+
+    // A core module is not a component: said plainly, exit non-zero.
+    let (_dir, core) = write_config("");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let out = run(&["policy", "check", core.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("core WebAssembly module"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn wasi_guests_get_no_capabilities_and_their_output_is_logged() {
+    let cases = r#"
+[limits]
+call_timeout = "10s"
+
+[[case]]
+name = "probe"
+client = "127.0.0.1"
+helo = "chatter"
+expect = { connect = "accept", helo = "accept" }
+"#;
+    let (_dir, path) = write_cases(cases);
+    let out = run(&[
+        "policy",
+        "test",
+        wasi_probe().to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    // connect rejects naming whatever it could reach: files, env, stdin,
+    // name lookups, sockets. Accept means all were denied or empty.
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let said = |needle: &str| {
+        stderr
+            .lines()
+            .any(|l| l.contains("policy") && l.contains("wasi-probe") && l.contains(needle))
+    };
+    assert!(said("wasi-probe says hello on stdout"), "{stderr}");
+    assert!(said("wasi-probe says hello on stderr"), "{stderr}");
+    // Bounded: the first lines are logged, the flood is counted, not kept.
+    assert!(said("chatter line 0"), "{stderr}");
+    assert!(!said("chatter line 499"), "rate limit: {stderr}");
+    assert!(said("output lines dropped (rate limit)"), "{stderr}");
+}
+
+#[test]
+fn wasi_guests_stay_under_the_time_and_memory_limits() {
+    let cases = r#"
+[[case]]
+name = "endless loop"
+client = "127.0.0.1"
+helo = "loop"
+expect = { helo = "accept" }
+"#;
+    let (_dir, path) = write_cases(cases);
+    let out = run(&[
+        "policy",
+        "test",
+        wasi_probe().to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("FAIL endless loop / helo: expected accept, got failure timeout"),
+        "{stdout}"
+    );
+    // A generous time budget, so only the memory cap can stop the hog.
+    let cases = r#"
+[limits]
+call_timeout = "20s"
+memory_limit = 8388608
+
+[[case]]
+name = "memory hog"
+client = "127.0.0.1"
+helo = "hog"
+expect = { helo = "accept" }
+"#;
+    let (_dir, path) = write_cases(cases);
+    let out = run(&[
+        "policy",
+        "test",
+        wasi_probe().to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("FAIL memory hog / helo: expected accept, got failure memory"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_component_built_for_another_wit_version_is_refused_naming_both() {
+    let wrong = repo_file("tests/fixtures/wrong-version.wasm");
+    let out = run(&["policy", "check", wrong.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("built for: relaygate:policy@0.2.0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fits:      no"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "why:       it was built for relaygate:policy@0.2.0, but this relaygate provides relaygate:policy@0.1.0"
+        ),
+        "{stdout}"
+    );
+    let (_dir, cases) = write_cases(MISMATCH);
+    let out = run(&[
+        "policy",
+        "test",
+        wrong.to_str().unwrap(),
+        cases.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("relaygate:policy@0.2.0"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -11,6 +11,9 @@
 //!   embedded by a bindings generator (wit-bindgen for Rust or C) into a
 //!   component. The build scripts under `policies/` use it, so building a
 //!   policy needs no `wasm-tools` install.
+//! - `c-bindings OUT_DIR`: writes the C bindings of the `policy` world
+//!   (`policy.h`, `policy.c`, `policy_component_type.o`) with wit-bindgen's
+//!   C generator, so a C policy needs no `wit-bindgen-cli` install.
 //!
 //! Builds go to their own target directory, `target/guests`, so they never
 //! wait on the main target directory's lock nor disturb its cache, and with
@@ -26,6 +29,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use wit_component::ComponentEncoder;
+
+mod c_bindings;
 
 /// The target guests are compiled for: no WASI, so the component imports
 /// only the capabilities its world names.
@@ -76,7 +81,9 @@ tasks:
   guests            build the guest policies and write the checked-in components
   guests --check    build them and fail if a checked-in component differs
   componentize CORE.wasm OUT.wasm
-                    turn a core module with an embedded world into a component";
+                    turn a core module with an embedded world into a component
+  c-bindings OUT_DIR
+                    write the C bindings of the policy world (wit/) into OUT_DIR";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -85,6 +92,7 @@ fn main() -> ExitCode {
         ["guests"] => guests(Mode::Write),
         ["guests", "--check"] => guests(Mode::Check),
         ["componentize", core, out] => componentize(Path::new(core), Path::new(out)),
+        ["c-bindings", out_dir] => c_bindings::write(Path::new(out_dir)),
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

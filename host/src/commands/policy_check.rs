@@ -1,13 +1,115 @@
-//! `relaygate policy check FILE`: does a component fit this proxy?
+//! `relaygate policy check FILE`: does a component fit this proxy? Names the
+//! WIT package and version it was built for, lists its imports and exports,
+//! says why it does not fit, and reports its size and compile time.
 
-use anyhow::Context;
-use relaygate::config::{Config, ModuleSource};
-use relaygate::policy::{PolicyEngine, WIT_PACKAGE, WIT_VERSION};
+use super::policy_test::read_module;
+use anyhow::{Context, bail};
+use relaygate::config::Config;
+use relaygate::policy::{
+    LoadError, PolicyEngine, PolicyServices, WIT_PACKAGE, WIT_VERSION, semver_compatible,
+};
+use std::collections::BTreeSet;
 use std::time::Instant;
+
+/// The interfaces of our package a policy may import.
+const HOST_INTERFACES: [&str; 6] = ["types", "config", "log", "dns", "server", "state"];
+/// The interface a policy must export.
+const HOOKS: &str = "hooks";
+/// WASI 0.2 interfaces the host links (with no capabilities), by prefix.
+const WASI_GIVEN: [&str; 7] = [
+    "wasi:cli/",
+    "wasi:clocks/wall-clock@",
+    "wasi:clocks/monotonic-clock@",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+];
+
+/// An interface name split into `package`, `interface` and `version`.
+fn split_name(name: &str) -> Option<(&str, &str, Option<&str>)> {
+    let (package, rest) = name.split_once('/')?;
+    Some(match rest.split_once('@') {
+        Some((interface, version)) => (package, interface, Some(version)),
+        None => (package, rest, None),
+    })
+}
+
+/// Whether the host gives the WASI interface `name`.
+fn wasi_given(name: &str) -> bool {
+    let version_ok = split_name(name)
+        .and_then(|(_, _, version)| version)
+        .is_some_and(|v| semver_compatible(v, "0.2.0"));
+    version_ok && WASI_GIVEN.iter().any(|prefix| name.starts_with(prefix))
+}
+
+/// What is wrong with a component's imports and exports, from their names.
+fn problems(exports: &[String], imports: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let ours = |name: &str, wanted: &str| {
+        split_name(name).is_some_and(|(p, i, _)| p == WIT_PACKAGE && i == wanted)
+    };
+    let version_of = |name: &String| split_name(name).and_then(|(_, _, v)| v.map(str::to_string));
+    match exports.iter().find(|n| ours(n, HOOKS)) {
+        None => problems.push(format!(
+            "it does not export {WIT_PACKAGE}/{HOOKS} (the hooks relaygate calls)"
+        )),
+        Some(name) => match version_of(name) {
+            Some(v) if semver_compatible(&v, WIT_VERSION) => {}
+            Some(v) => problems.push(format!(
+                "it was built for {WIT_PACKAGE}@{v}, but this relaygate provides {WIT_PACKAGE}@{WIT_VERSION}"
+            )),
+            None => problems.push(format!("it exports {name} without a version")),
+        },
+    }
+    for name in imports {
+        if name.starts_with("wasi:") {
+            if !wasi_given(name) {
+                problems.push(format!(
+                    "it imports {name}, which relaygate does not give policies (only WASI 0.2 cli, clocks, filesystem, io, random and sockets, all without capabilities)"
+                ));
+            }
+            continue;
+        }
+        let known = HOST_INTERFACES.iter().any(|i| ours(name, i));
+        if !known {
+            problems.push(format!(
+                "it imports {name}, which is not part of {WIT_PACKAGE}@{WIT_VERSION}"
+            ));
+            continue;
+        }
+        if let Some(v) = version_of(name).filter(|v| !semver_compatible(v, WIT_VERSION)) {
+            problems.push(format!(
+                "it imports {name}: built for {WIT_PACKAGE}@{v}, but this relaygate provides {WIT_PACKAGE}@{WIT_VERSION}"
+            ));
+        }
+    }
+    problems
+}
+
+/// The `package@version`s the component's names refer to, ours first.
+fn packages(names: &[String]) -> Vec<String> {
+    let mut ours = BTreeSet::new();
+    let mut others = BTreeSet::new();
+    for name in names {
+        if let Some((package, _, version)) = split_name(name) {
+            let full = match version {
+                Some(v) => format!("{package}@{v}"),
+                None => package.to_string(),
+            };
+            if package == WIT_PACKAGE {
+                ours.insert(full);
+            } else {
+                others.insert(full);
+            }
+        }
+    }
+    ours.into_iter().chain(others).collect()
+}
 
 /// `relaygate policy check FILE`.
 pub async fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let (name, bytes, source) = read_module(file)?;
     let engine = PolicyEngine::new(None)?;
     let started = Instant::now();
     let component = engine
@@ -15,37 +117,73 @@ pub async fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not usable", file.display()))?;
     let compile_time = started.elapsed();
     let (exports, imports) = engine.interface_names(&component);
-    println!("file:      {} ({} bytes)", file.display(), bytes.len());
+    println!("file:      {name} ({} bytes)", bytes.len());
     println!("compiled:  {} ms", compile_time.as_millis());
-    println!("exports:   {}", exports.join(", "));
+    let built_for = packages(&exports);
     println!(
-        "imports:   {}",
-        if imports.is_empty() {
-            "(none)".to_string()
+        "built for: {}",
+        if built_for.is_empty() {
+            "(no versioned package in its exports)".to_string()
         } else {
-            imports.join(", ")
+            built_for.join(", ")
         }
     );
+    println!("exports:   {}", list(&exports));
+    for export in &exports {
+        let functions = engine.instance_functions(&component, export, true);
+        if !functions.is_empty() {
+            println!("           {export}: {}", functions.join(", "));
+        }
+    }
+    let wasi = imports.iter().filter(|n| n.starts_with("wasi:")).count();
+    let (own, wasi_names): (Vec<String>, Vec<String>) = imports
+        .iter()
+        .cloned()
+        .partition(|n| !n.starts_with("wasi:"));
+    println!("imports:   {}", list(&own));
+    if wasi > 0 {
+        println!(
+            "wasi:      {wasi} interfaces, given with no capabilities: {}",
+            wasi_names.join(", ")
+        );
+    } else {
+        println!("wasi:      none");
+    }
     println!("host:      {WIT_PACKAGE}@{WIT_VERSION}");
+    let found = problems(&exports, &imports);
+    if !found.is_empty() {
+        println!("fits:      no");
+        for problem in &found {
+            println!("why:       {problem}");
+        }
+        bail!(
+            "{} does not fit this relaygate: {}",
+            file.display(),
+            found.join("; ")
+        );
+    }
     let config = Config::embedded_default();
     let mut settings = config.policy.clone();
-    settings.module = ModuleSource::File(file.to_path_buf());
+    settings.module = source;
     settings.config = Default::default();
-    let services = relaygate::policy::PolicyServices {
+    let services = PolicyServices {
         config: Default::default(),
         dns: None,
         own_networks: relaygate::policy::own_networks(),
         hostname: config.proxy.hostname.clone(),
     };
-    match engine
-        .load(&file.display().to_string(), &bytes, &settings, services)
-        .await
-    {
+    let started = Instant::now();
+    match engine.load(&name, &bytes, &settings, services).await {
         Ok(policy) => {
+            println!(
+                "init:      {} ms with an empty [policy.config]: {}",
+                started.elapsed().as_millis(),
+                policy.info().summary
+            );
             println!("fits:      yes ({})", policy.info().name);
             Ok(())
         }
-        Err(relaygate::policy::LoadError::Config(problems)) => {
+        Err(LoadError::Config(problems)) => {
             println!(
                 "fits:      yes (its init refused an empty [policy.config]: {})",
                 problems.join("; ")
@@ -54,8 +192,63 @@ pub async fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
         }
         Err(e) => {
             println!("fits:      no");
+            println!("why:       {e}");
             Err(anyhow::Error::from(e)
                 .context(format!("{} does not fit this relaygate", file.display())))
         }
+    }
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none)".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_fitting_component_has_no_problems() {
+        let exports = names(&["relaygate:policy/hooks@0.1.0"]);
+        let imports = names(&[
+            "relaygate:policy/types@0.1.0",
+            "relaygate:policy/config@0.1.0",
+            "wasi:cli/stdout@0.2.3",
+            "wasi:io/streams@0.2.0",
+        ]);
+        assert_eq!(problems(&exports, &imports), Vec::<String>::new());
+        assert_eq!(
+            packages(&imports),
+            vec!["relaygate:policy@0.1.0", "wasi:cli@0.2.3", "wasi:io@0.2.0"]
+        );
+    }
+
+    #[test]
+    fn each_misfit_is_named() {
+        let found = problems(&names(&["relaygate:policy/hooks@0.2.0"]), &[]);
+        assert!(
+            found[0].contains("built for relaygate:policy@0.2.0"),
+            "{found:?}"
+        );
+        let found = problems(&[], &[]);
+        assert!(
+            found[0].contains("does not export relaygate:policy/hooks"),
+            "{found:?}"
+        );
+        let found = problems(
+            &names(&["relaygate:policy/hooks@0.1.0"]),
+            &names(&["wasi:http/types@0.2.0", "acme:kv/store@1.0.0"]),
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("wasi:http/types@0.2.0"), "{found:?}");
+        assert!(found[1].contains("acme:kv/store@1.0.0"), "{found:?}");
     }
 }

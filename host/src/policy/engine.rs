@@ -79,6 +79,8 @@ impl PolicyEngine {
             |state| state,
         )
         .map_err(anyhow::Error::from)?;
+        // Capability-free WASI for guests whose toolchain imports it.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         Ok(Self {
             cache: Arc::new(CompiledCache::new(&engine, cache_dir)),
             engine,
@@ -160,6 +162,31 @@ impl PolicyEngine {
         (exports, imports)
     }
 
+    /// The function names of the instance `name` that `component` exports
+    /// (`exported`) or imports; empty when it has no such instance.
+    pub fn instance_functions(
+        &self,
+        component: &Component,
+        name: &str,
+        exported: bool,
+    ) -> Vec<String> {
+        use wasmtime::component::types::ComponentItem;
+        let ty = component.component_type();
+        let item = if exported {
+            ty.get_export(&self.engine, name)
+        } else {
+            ty.get_import(&self.engine, name)
+        };
+        match item.map(|item| item.ty) {
+            Some(ComponentItem::ComponentInstance(instance)) => instance
+                .exports(&self.engine)
+                .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)))
+                .map(|(n, _)| n.to_string())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Turn a link error into a version mismatch when the component names our
     /// package at an incompatible version.
     fn explain_mismatch(&self, component: &Component, error: wasmtime::Error) -> LoadError {
@@ -180,7 +207,7 @@ impl PolicyEngine {
 }
 
 /// Component-model semver: 0.x.y matches 0.x.*, and x.y.z matches x.*.
-fn semver_compatible(found: &str, ours: &str) -> bool {
+pub fn semver_compatible(found: &str, ours: &str) -> bool {
     let parts = |v: &str| -> Vec<String> { v.split('.').map(str::to_string).collect() };
     let (a, b) = (parts(found), parts(ours));
     match (a.first().map(String::as_str), b.first().map(String::as_str)) {

@@ -3,6 +3,7 @@
 //! world) state. A policy reaches nothing else.
 
 use super::bindings::relaygate::policy::{config, dns, log, server, state, types};
+use super::wasi::WasiState;
 use crate::config::{PolicyConfig, PolicyValue};
 use crate::dns::{Dns, DnsError};
 use crate::state::StateError;
@@ -37,6 +38,8 @@ pub struct HostState {
     pub(super) waited: WaitClock,
     /// The policy's keys in the state store; none during `init`.
     pub(super) state_keys: Option<crate::state::Namespace>,
+    /// WASI, built on the guest's first WASI call (see [`super::wasi`]).
+    wasi: Option<Box<WasiState>>,
 }
 
 /// Time a call spent yielded to the executor (shared with the yield future,
@@ -78,6 +81,7 @@ impl HostState {
             host_time: Duration::ZERO,
             waited: WaitClock::default(),
             state_keys: None,
+            wasi: None,
         }
     }
 
@@ -140,6 +144,19 @@ impl ResourceLimiter for HostState {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
+    }
+}
+
+impl wasmtime_wasi::WasiView for HostState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        let (policy, session) = (&self.policy_name, self.session_id);
+        let wasi = self
+            .wasi
+            .get_or_insert_with(|| Box::new(WasiState::new(policy.clone(), session)));
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut wasi.ctx,
+            table: &mut wasi.table,
+        }
     }
 }
 

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds this policy into the component given as $1 (default: policy.wasm).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+out="${1:-$here/policy.wasm}"
+# The repository root: the first folder above that holds wit/policy.wit.
+root="$here"
+while [ ! -f "$root/wit/policy.wit" ]; do
+    [ "$root" != / ] || { echo "no wit/policy.wit above $here" >&2; exit 2; }
+    root="$(dirname "$root")"
+done
+. "$root/policies/tools.sh"
+out="$(absolute_output "$out")"
+"$here/test/run.sh"
+xtask c-bindings "$here/gen" >/dev/null
+clang-19 --target=wasm32-wasi -mexec-model=reactor -std=c11 -Os -Wall -Wextra -Werror \
+    -Wno-unused-parameter -Wl,--strip-all -o "$here/gen/core.wasm" \
+    "$here/policy.c" "$here/rules.c" "$here/gen/policy.c" "$here/gen/policy_component_type.o"
+xtask componentize "$here/gen/core.wasm" "$out"
