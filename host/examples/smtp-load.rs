@@ -34,14 +34,17 @@ async fn reply(conn: &mut Conn, line: &mut String) -> std::io::Result<u16> {
 async fn expect(conn: &mut Conn, line: &mut String, want: u16) -> std::io::Result<()> {
     let code = reply(conn, line).await?;
     if code != want {
-        return Err(std::io::Error::other(format!("wanted {want}, got {line:?}")));
+        return Err(std::io::Error::other(format!(
+            "wanted {want}, got {line:?}"
+        )));
     }
     Ok(())
 }
 
 /// A message body of about `size` bytes in 78-byte lines, end-of-data included.
 fn body(size: usize) -> Vec<u8> {
-    let mut body = b"From: bench@example.com\r\nTo: sink@remote.example.net\r\nSubject: load\r\n\r\n".to_vec();
+    let mut body =
+        b"From: bench@example.com\r\nTo: sink@remote.example.net\r\nSubject: load\r\n\r\n".to_vec();
     while body.len() + 80 <= size {
         body.extend_from_slice(&[b'x'; 76]);
         body.extend_from_slice(b"\r\n");
@@ -60,7 +63,9 @@ async fn session(
     let mut conn = BufReader::new(stream);
     let mut line = String::new();
     expect(&mut conn, &mut line, 220).await?;
-    conn.get_mut().write_all(b"EHLO load.bench.test\r\n").await?;
+    conn.get_mut()
+        .write_all(b"EHLO load.bench.test\r\n")
+        .await?;
     expect(&mut conn, &mut line, 250).await?;
     let mut times = Vec::new();
     while remaining
@@ -68,9 +73,13 @@ async fn session(
         .is_ok()
     {
         let started = Instant::now();
-        conn.get_mut().write_all(b"MAIL FROM:<bench@example.com>\r\n").await?;
+        conn.get_mut()
+            .write_all(b"MAIL FROM:<bench@example.com>\r\n")
+            .await?;
         expect(&mut conn, &mut line, 250).await?;
-        conn.get_mut().write_all(b"RCPT TO:<sink@remote.example.net>\r\n").await?;
+        conn.get_mut()
+            .write_all(b"RCPT TO:<sink@remote.example.net>\r\n")
+            .await?;
         expect(&mut conn, &mut line, 250).await?;
         conn.get_mut().write_all(b"DATA\r\n").await?;
         expect(&mut conn, &mut line, 354).await?;

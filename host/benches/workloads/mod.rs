@@ -65,8 +65,7 @@ pub const NAMES: &[&str] = &[
 /// `$RELAYGATE_BENCH_CACHE` when set (`bench/callgrind.sh` sets it so that
 /// runs under valgrind do not compile the policy each time).
 pub fn engine() -> PolicyEngine {
-    PolicyEngine::new(std::env::var_os("RELAYGATE_BENCH_CACHE").map(PathBuf::from))
-        .expect("engine")
+    PolicyEngine::new(std::env::var_os("RELAYGATE_BENCH_CACHE").map(PathBuf::from)).expect("engine")
 }
 
 /// A current-thread runtime, as cheap to enter as possible.
@@ -91,10 +90,7 @@ pub fn policy_setup() -> (relaygate::config::PolicySettings, PolicyServices) {
 
 /// Compile the embedded default policy (memory cache only, or the disk
 /// cache in `cache_dir`).
-pub fn load_policy(
-    rt: &tokio::runtime::Runtime,
-    engine: &PolicyEngine,
-) -> Arc<LoadedPolicy> {
+pub fn load_policy(rt: &tokio::runtime::Runtime, engine: &PolicyEngine) -> Arc<LoadedPolicy> {
     let (mut settings, services) = policy_setup();
     settings.module = ModuleSource::BuiltinAppleRelay;
     rt.block_on(engine.load(
@@ -156,7 +152,9 @@ pub fn hook_request(hook: &str) -> PolicyRequest {
 /// A 100 KiB message as a client sends it (78-byte lines, one dot-stuffed),
 /// followed by the end-of-data line.
 pub fn message_100k() -> Vec<u8> {
-    let mut message = b"From: bench@example.com\r\nTo: sink@remote.example.net\r\nSubject: bench\r\n\r\n".to_vec();
+    let mut message =
+        b"From: bench@example.com\r\nTo: sink@remote.example.net\r\nSubject: bench\r\n\r\n"
+            .to_vec();
     let line = [b'x'; 76];
     let mut n = 0;
     while message.len() < 100 * 1024 {
@@ -172,6 +170,7 @@ pub fn message_100k() -> Vec<u8> {
 }
 
 /// One prepared workload.
+#[allow(clippy::large_enum_variant)] // one value per process, never moved in a loop
 pub enum Workload {
     /// Parse one command line.
     Parse(&'static [u8]),
@@ -344,8 +343,9 @@ impl Workload {
             }),
             Workload::Swap { rt, engine, disk } => {
                 let engine = match disk {
-                    Some(dir) => PolicyEngine::new(Some(PathBuf::from(dir.path())))
-                        .expect("engine"),
+                    Some(dir) => {
+                        PolicyEngine::new(Some(PathBuf::from(dir.path()))).expect("engine")
+                    }
                     None => engine.clone(),
                 };
                 black_box(load_policy(rt, &engine));
