@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Throughput of relaygate against the same load sent directly, side by side:
 #   smtp-source -> smtp-sink               (direct)
+#   smtp-source -> tcp-relay -> smtp-sink  (relay: bare TCP copy, the ceiling)
 #   smtp-source -> relaygate -> smtp-sink  (proxy, embedded-style Apple policy)
-# Runs are interleaved (direct, proxy, direct, proxy, ...) so that a noisy,
-# shared machine affects both alike; the report gives medians and the ratio.
+# Runs are interleaved (direct, relay, proxy, direct, ...) so that a noisy,
+# shared machine affects all alike; the report gives medians and the ratios.
+# Then per-transaction latency (p50/p99, MAIL FROM to the reply to the end of
+# data) with host/examples/smtp-load.rs, the same way interleaved.
 #
 # Environment knobs (defaults in brackets):
 #   SESSIONS ["1 20 100"]  concurrent sessions, one load per value
@@ -11,6 +14,8 @@
 #   SIZE     [1024]        message size in bytes
 #   PERSISTENT [0]         1: all messages of a session over one connection (smtp-source -d)
 #   REPEATS  [5]           interleaved repeats per load
+#   LATENCY  [1]           0: skip the latency runs
+#   LATENCY_MESSAGES [4000] messages per latency run (persistent sessions)
 # Needs: postfix (smtp-sink, smtp-source). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,14 +25,18 @@ MESSAGES=${MESSAGES:-2000}
 SIZE=${SIZE:-1024}
 PERSISTENT=${PERSISTENT:-0}
 REPEATS=${REPEATS:-5}
+LATENCY=${LATENCY:-1}
+LATENCY_MESSAGES=${LATENCY_MESSAGES:-4000}
 
 for tool in smtp-sink smtp-source; do
     command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin"
     command -v "$tool" >/dev/null || { echo "need $tool: apt-get install postfix" >&2; exit 1; }
 done
 
-cargo build --release --quiet -p relaygate
+cargo build --release --quiet -p relaygate --bin relaygate --example tcp-relay --example smtp-load
 RELAYGATE=target/release/relaygate
+TCP_RELAY=target/release/examples/tcp-relay
+SMTP_LOAD=target/release/examples/smtp-load
 
 work=$(mktemp -d)
 pids=()
@@ -62,6 +71,11 @@ proxy_pid=$!
 pids+=($proxy_pid)
 wait_port "$proxy_port"
 
+relay_port=$(free_port)
+"$TCP_RELAY" 127.0.0.1:"$relay_port" 127.0.0.1:"$sink_port" &
+pids+=($!)
+wait_port "$relay_port"
+
 # Seconds (float) for one smtp-source run against a port.
 run_load() {
     local port=$1 sessions=$2 start end
@@ -79,18 +93,43 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$proxy_pid/stat"; }
 ticks_per_second=$(getconf CLK_TCK)
 
-printf '%s\n' "machine: $(nproc) cores, $(uname -r); messages/run $MESSAGES, size $SIZE B, persistent $PERSISTENT, repeats $REPEATS"
-printf '%-9s %14s %14s %8s %16s\n' sessions "direct msg/s" "proxy msg/s" ratio "proxy CPU/msg"
+printf '%s\n' "machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%s\n' "messages/run $MESSAGES, size $SIZE B, persistent $PERSISTENT, repeats $REPEATS"
+printf '%-9s %13s %13s %13s %7s %7s %11s %14s\n' sessions "direct msg/s" "relay msg/s" "proxy msg/s" relay proxy proxy/relay "proxy CPU/msg"
 for sessions in $SESSIONS; do
-    : > "$work/direct"; : > "$work/proxy"; cpu_total=0
+    : > "$work/direct"; : > "$work/relay"; : > "$work/proxy"; cpu_total=0
     for _ in $(seq "$REPEATS"); do
         run_load "$sink_port" "$sessions" >> "$work/direct"
+        run_load "$relay_port" "$sessions" >> "$work/relay"
         before=$(cpu_ticks)
         run_load "$proxy_port" "$sessions" >> "$work/proxy"
         cpu_total=$(( cpu_total + $(cpu_ticks) - before ))
     done
-    d=$(median < "$work/direct"); p=$(median < "$work/proxy")
-    d_rate=$(echo "$MESSAGES / $d" | bc -l); p_rate=$(echo "$MESSAGES / $p" | bc -l)
+    d=$(median < "$work/direct"); r=$(median < "$work/relay"); p=$(median < "$work/proxy")
+    d_rate=$(echo "$MESSAGES / $d" | bc -l); r_rate=$(echo "$MESSAGES / $r" | bc -l); p_rate=$(echo "$MESSAGES / $p" | bc -l)
     cpu_us=$(echo "$cpu_total * 1000000 / $ticks_per_second / ($MESSAGES * $REPEATS)" | bc -l)
-    printf '%-9s %14.0f %14.0f %7.2fx %13.0f us\n' "$sessions" "$d_rate" "$p_rate" "$(echo "$p_rate / $d_rate" | bc -l)" "$cpu_us"
+    printf '%-9s %13.0f %13.0f %13.0f %6.2fx %6.2fx %10.2fx %11.0f us\n' "$sessions" "$d_rate" "$r_rate" "$p_rate" \
+        "$(echo "$r_rate / $d_rate" | bc -l)" "$(echo "$p_rate / $d_rate" | bc -l)" "$(echo "$p_rate / $r_rate" | bc -l)" "$cpu_us"
+done
+
+[ "$LATENCY" = 1 ] || exit 0
+echo
+echo "latency per transaction (smtp-load, persistent sessions, $LATENCY_MESSAGES messages/run, medians of $REPEATS):"
+printf '%-9s %-7s %10s %10s %10s %14s\n' sessions target "msg/s" "p50 us" "p99 us" "p99 over direct"
+for sessions in $SESSIONS; do
+    for target in direct relay proxy; do : > "$work/lat-$target"; done
+    for _ in $(seq "$REPEATS"); do
+        for target in direct relay proxy; do
+            case $target in direct) port=$sink_port ;; relay) port=$relay_port ;; proxy) port=$proxy_port ;; esac
+            "$SMTP_LOAD" 127.0.0.1:"$port" "$sessions" "$LATENCY_MESSAGES" "$SIZE" >> "$work/lat-$target"
+        done
+    done
+    direct_p99=$(cut -d' ' -f3 "$work/lat-direct" | median)
+    for target in direct relay proxy; do
+        rate=$(cut -d' ' -f1 "$work/lat-$target" | median)
+        p50=$(cut -d' ' -f2 "$work/lat-$target" | median)
+        p99=$(cut -d' ' -f3 "$work/lat-$target" | median)
+        printf '%-9s %-7s %10.0f %10.0f %10.0f %14s\n' "$sessions" "$target" "$rate" "$p50" "$p99" \
+            "$([ $target = direct ] && echo - || echo "$(echo "$p99 - $direct_p99" | bc) us")"
+    done
 done

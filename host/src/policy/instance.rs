@@ -9,7 +9,7 @@ use super::bindings::relaygate::policy::types as wit;
 use super::engine::LoadError;
 use super::host_state::HostState;
 use super::verdict::{self, Decision};
-use super::{LoadedPolicy, Offer, PolicyContext, PolicyInfo, PolicyRequest};
+use super::{LoadedPolicy, Offer, PolicyContext, PolicyInfo, PolicyRequest, SessionRecord};
 use crate::config::FailureMode;
 use crate::smtp::reply::catalogue;
 use std::sync::Arc;
@@ -91,6 +91,8 @@ pub struct PolicyInstance {
     policy: Arc<LoadedPolicy>,
     session_id: u64,
     live: Option<Live>,
+    /// The session record of the last call, overwritten by the next.
+    record: Option<SessionRecord>,
 }
 
 impl PolicyInstance {
@@ -101,6 +103,7 @@ impl PolicyInstance {
             policy,
             session_id,
             live: None,
+            record: None,
         }
     }
 
@@ -118,16 +121,17 @@ impl PolicyInstance {
     pub async fn ask(&mut self, context: &PolicyContext, request: PolicyRequest) -> PolicyAnswer {
         let started = Instant::now();
         let hook = request.hook();
-        let result = self
-            .call(Some(context.to_wit()), request)
-            .await
-            .and_then(|outcome| match outcome {
-                Outcome::Verdict(v) => verdict::validate(v)
-                    .map(|d| (d, Offer::default()))
-                    .map_err(PolicyFailure::InvalidReply),
-                Outcome::Extensions(flags) => Ok((Decision::Accept, Offer::from_wit(flags))),
-                Outcome::Init(_) => Ok((Decision::Accept, Offer::default())),
-            });
+        let mut record = self.record.take();
+        context.write_wit(&mut record);
+        let result = self.call(record.as_ref().map(|r| &r.wit), request).await;
+        self.record = record;
+        let result = result.and_then(|outcome| match outcome {
+            Outcome::Verdict(v) => verdict::validate(v)
+                .map(|d| (d, Offer::default()))
+                .map_err(PolicyFailure::InvalidReply),
+            Outcome::Extensions(flags) => Ok((Decision::Accept, Offer::from_wit(flags))),
+            Outcome::Init(_) => Ok((Decision::Accept, Offer::default())),
+        });
         let elapsed = started.elapsed();
         match result {
             Ok((decision, offer)) => PolicyAnswer {
@@ -216,7 +220,7 @@ impl PolicyInstance {
 
     async fn call(
         &mut self,
-        session: Option<wit::Session>,
+        session: Option<&wit::Session>,
         request: PolicyRequest,
     ) -> Result<Outcome, PolicyFailure> {
         let live = self.live().await?;
@@ -240,7 +244,7 @@ impl PolicyInstance {
 
 async fn invoke(
     live: &mut Live,
-    session: Option<wit::Session>,
+    session: Option<&wit::Session>,
     request: PolicyRequest,
 ) -> wasmtime::Result<Outcome> {
     let hooks: &Guest = live.bindings.relaygate_policy_hooks();
@@ -250,7 +254,6 @@ async fn invoke(
         (_, Some(session)) => session,
         (_, None) => unreachable!("hooks other than init get a session"),
     };
-    let session = &session;
     Ok(match request {
         PolicyRequest::Init => unreachable!("handled above"),
         PolicyRequest::Connect => Outcome::Verdict(hooks.call_connect(store, session).await?),
