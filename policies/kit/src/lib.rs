@@ -7,8 +7,10 @@
 //! - [`store`]: the host's `state` interface as a trait, and an in-memory
 //!   store with a hand-driven clock for tests.
 //! - [`reply`]: what a hook answers.
+//! - [`glue`]: [`stateful_host_glue!`], the WIT glue each policy expands.
 
 pub mod config;
+pub mod glue;
 pub mod net;
 pub mod reply;
 pub mod store;

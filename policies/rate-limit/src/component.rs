@@ -4,9 +4,7 @@
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use crate::kit::config::{ConfigSource, Value};
 use crate::kit::reply::Outcome;
-use crate::kit::store::{Store, StoreError};
 use crate::{Reason, Sender, Settings};
 
 // The generated bindings are unsafe FFI glue without doc comments of their
@@ -22,10 +20,8 @@ mod bindings {
 use bindings::exports::relaygate::policy::hooks::{
     Guest, Message, Parameter, PolicyInfo, Session, Verdict,
 };
-use bindings::relaygate::policy::config as host_config;
 use bindings::relaygate::policy::log::{self, Level};
-use bindings::relaygate::policy::state as host_state;
-use bindings::relaygate::policy::types::{Action, EsmtpExtensions, Reply};
+use bindings::relaygate::policy::types::EsmtpExtensions;
 
 static SETTINGS: OnceLock<Result<Settings, Vec<String>>> = OnceLock::new();
 
@@ -33,74 +29,7 @@ fn settings() -> &'static Result<Settings, Vec<String>> {
     SETTINGS.get_or_init(|| Settings::parse(&Host))
 }
 
-/// The host's imports as the kit's traits.
-struct Host;
-
-impl ConfigSource for Host {
-    fn keys(&self) -> Vec<String> {
-        host_config::keys()
-    }
-
-    fn get(&self, key: &str) -> Option<Value> {
-        host_config::get(key).map(|value| match value {
-            host_config::Value::Text(text) => Value::Text(text),
-            host_config::Value::Integer(n) => Value::Integer(n),
-            host_config::Value::Float(x) => Value::Float(x),
-            host_config::Value::Boolean(b) => Value::Boolean(b),
-            host_config::Value::TextList(list) => Value::TextList(list),
-        })
-    }
-}
-
-fn store_error(error: host_state::StateError) -> StoreError {
-    match error {
-        host_state::StateError::Unavailable(why) => StoreError::Unavailable(why),
-        host_state::StateError::Timeout => StoreError::Timeout,
-        host_state::StateError::TooLarge(why) => StoreError::TooLarge(why),
-        host_state::StateError::Invalid(why) => StoreError::Invalid(why),
-    }
-}
-
-impl Store for Host {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        host_state::get(key).map_err(store_error)
-    }
-
-    fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError> {
-        host_state::set(key, value, ttl_ms).map_err(store_error)
-    }
-
-    fn increment(&self, key: &str, delta: i64, ttl_ms: u64) -> Result<i64, StoreError> {
-        host_state::increment(key, delta, ttl_ms).map_err(store_error)
-    }
-
-    fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        host_state::delete(key).map_err(store_error)
-    }
-}
-
-fn accept() -> Verdict {
-    Verdict {
-        action: Action::Accept,
-        reply: None,
-    }
-}
-
-fn verdict(outcome: Outcome) -> Verdict {
-    let (action, reply) = match outcome {
-        Outcome::Accept => return accept(),
-        Outcome::Tempfail(reply) => (Action::Tempfail, reply),
-        Outcome::Reject(reply) => (Action::Reject, reply),
-    };
-    Verdict {
-        action,
-        reply: Some(Reply {
-            code: reply.code,
-            enhanced_status: Some(reply.status),
-            text: reply.text,
-        }),
-    }
-}
+crate::kit::stateful_host_glue!();
 
 struct RateLimit;
 
