@@ -168,6 +168,9 @@ impl Reloader {
         if config.state != self.lock_running().state {
             tracing::warn!("[state] settings changed: they take effect only after a restart");
         }
+        if config.auth != self.lock_running().auth {
+            tracing::warn!("[auth] settings changed: they take effect only after a restart");
+        }
         // The certificate is read before anything is swapped, so a bad one
         // leaves the old certificate and policy serving.
         let tls = config

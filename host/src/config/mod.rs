@@ -145,7 +145,7 @@ pub struct DnsConfig {
 }
 
 /// `[auth]`: SMTP AUTH credential checking.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
     /// Backend name as configured.
     pub backend: String,
