@@ -24,7 +24,9 @@ wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/n
 
 sink_port=$(free_port)
 sink_user=(); [ "$(id -u)" = 0 ] && sink_user=(-u nobody)
-smtp-sink -t 600 "${sink_user[@]}" 127.0.0.1:"$sink_port" 4096 &
+# -m: smtp-sink serves only 256 connections at once by default and leaves
+# the rest unanswered in its listen queue; every mid-DATA session holds one.
+smtp-sink -t 600 -m $(( SESSIONS + 100 )) "${sink_user[@]}" 127.0.0.1:"$sink_port" 4096 &
 pids+=($!)
 wait_port "$sink_port"
 proxy_port=$(free_port)
