@@ -28,6 +28,10 @@ use bindings::relaygate::policy::log::{self, Level};
 use bindings::relaygate::policy::server;
 use bindings::relaygate::policy::types::{Action, EsmtpExtensions, Reply};
 
+#[global_allocator]
+static ALLOCATOR: crate::allocator::SizeClassAllocator =
+    crate::allocator::SizeClassAllocator::new();
+
 /// The settings of this instance, read on first use.
 static SETTINGS: OnceLock<Result<Settings, Vec<String>>> = OnceLock::new();
 

@@ -14,10 +14,13 @@
 //!   the sender-routing tricks that make a "local" address relay.
 //! - [`domain`]: host/domain name syntax and comparison, shared by both.
 //! - [`decision`]: the RCPT TO table.
+//! - [`allocator`]: the size-class allocator the component runs on (its
+//!   hook calls allocate and free a few small strings each).
 //! - `component` (wasm32 only): the WIT bindings; reads the settings once per
 //!   instance (one instance per SMTP session) and answers the hooks.
 
 pub mod address;
+pub mod allocator;
 pub mod config;
 pub mod decision;
 pub mod domain;
