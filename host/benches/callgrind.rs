@@ -12,10 +12,8 @@ use workloads::{NAMES, Workload};
 
 /// The counted part: `iterations` runs of the prepared workload.
 #[inline(never)]
-fn measured(workload: &mut Workload, iterations: u32) {
-    for _ in 0..iterations {
-        workload.run_once();
-    }
+fn measured(workload: &mut Workload, iterations: u64) {
+    workload.run(iterations);
 }
 
 fn main() {
@@ -29,7 +27,7 @@ fn main() {
     match args.as_slice() {
         ["--list"] => NAMES.iter().for_each(|n| println!("{n}")),
         [name, iterations] => {
-            let iterations: u32 = iterations.parse().expect("ITERATIONS is a number");
+            let iterations: u64 = iterations.parse().expect("ITERATIONS is a number");
             let mut workload = Workload::prepare(name);
             // One untimed round so lazily initialised state is not counted.
             workload.run_once();

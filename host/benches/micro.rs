@@ -21,7 +21,11 @@ fn benches(c: &mut Criterion) {
         }
         let mut workload = Workload::prepare(name);
         group.bench_function(&name[name.find('/').map_or(0, |i| i + 1)..], |b| {
-            b.iter(|| workload.run_once())
+            b.iter_custom(|iterations| {
+                let started = std::time::Instant::now();
+                workload.run(iterations);
+                started.elapsed()
+            })
         });
         group.finish();
     }

@@ -290,20 +290,31 @@ impl Workload {
 
     /// Run one iteration.
     pub fn run_once(&mut self) {
+        self.run(1);
+    }
+
+    /// Run `iterations` iterations. The async workloads run them inside one
+    /// `block_on`, as a session makes its calls inside its own task: entering
+    /// the runtime is not part of what a hook call costs.
+    pub fn run(&mut self, iterations: u64) {
         match self {
             Workload::Parse(line) => {
-                black_box(parse_command(black_box(line)).ok());
+                for _ in 0..iterations {
+                    black_box(parse_command(black_box(line)).ok());
+                }
             }
             Workload::Frame { rt, message } => rt.block_on(async {
-                let (stream, _peer) = tokio::io::duplex(64);
-                let mut connection = ClientConnection::with_input(stream, message);
-                let mut checker = DataChecker::new(u64::MAX);
-                let chunk = connection
-                    .read_data_chunk(Duration::from_secs(5), &mut checker)
-                    .await
-                    .expect("the whole message is buffered");
-                assert!(chunk.done);
-                black_box(connection.chunk_bytes(&chunk).len());
+                for _ in 0..iterations {
+                    let (stream, _peer) = tokio::io::duplex(64);
+                    let mut connection = ClientConnection::with_input(stream, message);
+                    let mut checker = DataChecker::new(u64::MAX);
+                    let chunk = connection
+                        .read_data_chunk(Duration::from_secs(5), &mut checker)
+                        .await
+                        .expect("the whole message is buffered");
+                    assert!(chunk.done);
+                    black_box(connection.chunk_bytes(&chunk).len());
+                }
             }),
             Workload::Hook {
                 rt,
@@ -311,18 +322,22 @@ impl Workload {
                 context,
                 request,
                 ..
-            } => {
-                let answer = rt.block_on(instance.ask(context, request.clone()));
-                assert!(answer.failure.is_none(), "{:?}", answer.failure);
-                black_box(answer);
-            }
+            } => rt.block_on(async {
+                for _ in 0..iterations {
+                    let answer = instance.ask(context, request.clone()).await;
+                    assert!(answer.failure.is_none(), "{:?}", answer.failure);
+                    black_box(answer);
+                }
+            }),
             Workload::Native(policy) => {
-                black_box(policy.rcpt_to(
-                    black_box("127.0.0.1"),
-                    None,
-                    false,
-                    black_box("sink@remote.example.net"),
-                ));
+                for _ in 0..iterations {
+                    black_box(policy.rcpt_to(
+                        black_box("127.0.0.1"),
+                        None,
+                        false,
+                        black_box("sink@remote.example.net"),
+                    ));
+                }
             }
             Workload::Instance {
                 rt,
@@ -330,25 +345,29 @@ impl Workload {
                 first_hook,
                 ..
             } => rt.block_on(async {
-                let mut instance = PolicyInstance::new(policy.clone(), 9);
-                if *first_hook {
-                    let answer = instance
-                        .ask(&session_context(), PolicyRequest::Connect)
-                        .await;
-                    assert!(answer.failure.is_none(), "{:?}", answer.failure);
-                } else {
-                    instance.prepare().await.expect("instantiates");
+                for _ in 0..iterations {
+                    let mut instance = PolicyInstance::new(policy.clone(), 9);
+                    if *first_hook {
+                        let answer = instance
+                            .ask(&session_context(), PolicyRequest::Connect)
+                            .await;
+                        assert!(answer.failure.is_none(), "{:?}", answer.failure);
+                    } else {
+                        instance.prepare().await.expect("instantiates");
+                    }
+                    black_box(instance);
                 }
-                black_box(instance);
             }),
             Workload::Swap { rt, engine, disk } => {
-                let engine = match disk {
-                    Some(dir) => {
-                        PolicyEngine::new(Some(PathBuf::from(dir.path()))).expect("engine")
-                    }
-                    None => engine.clone(),
-                };
-                black_box(load_policy(rt, &engine));
+                for _ in 0..iterations {
+                    let engine = match disk {
+                        Some(dir) => {
+                            PolicyEngine::new(Some(PathBuf::from(dir.path()))).expect("engine")
+                        }
+                        None => engine.clone(),
+                    };
+                    black_box(load_policy(rt, &engine));
+                }
             }
         }
     }
