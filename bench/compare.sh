@@ -6,7 +6,11 @@
 # Runs are interleaved (direct, relay, proxy, direct, ...) so that a noisy,
 # shared machine affects all alike; the report gives medians and the ratios.
 # Then per-transaction latency (p50/p99, MAIL FROM to the reply to the end of
-# data) with host/examples/smtp-load.rs, the same way interleaved.
+# data) with host/examples/smtp-load.rs, the same way interleaved: first
+# paced (open loop, LATENCY_RATE messages per second in all, a rate all three
+# sustain: the time a transaction takes), then flat out (closed loop: each
+# session sends as soon as it is answered, so latency is mostly queueing,
+# about sessions / throughput).
 #
 # Environment knobs (defaults in brackets):
 #   SESSIONS ["1 20 100"]  concurrent sessions, one load per value
@@ -16,6 +20,7 @@
 #   REPEATS  [5]           interleaved repeats per load
 #   LATENCY  [1]           0: skip the latency runs
 #   LATENCY_MESSAGES [4000] messages per latency run (persistent sessions)
+#   LATENCY_RATE [2000]    messages per second of the paced latency runs
 # Needs: postfix (smtp-sink, smtp-source). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +32,7 @@ PERSISTENT=${PERSISTENT:-0}
 REPEATS=${REPEATS:-5}
 LATENCY=${LATENCY:-1}
 LATENCY_MESSAGES=${LATENCY_MESSAGES:-4000}
+LATENCY_RATE=${LATENCY_RATE:-2000}
 
 for tool in smtp-sink smtp-source; do
     command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin"
@@ -113,23 +119,32 @@ for sessions in $SESSIONS; do
 done
 
 [ "$LATENCY" = 1 ] || exit 0
-echo
-echo "latency per transaction (smtp-load, persistent sessions, $LATENCY_MESSAGES messages/run, medians of $REPEATS):"
-printf '%-9s %-7s %10s %10s %10s %14s\n' sessions target "msg/s" "p50 us" "p99 us" "p99 over direct"
-for sessions in $SESSIONS; do
-    for target in direct relay proxy; do : > "$work/lat-$target"; done
-    for _ in $(seq "$REPEATS"); do
+# $1: "paced" or "flat-out"
+latency_runs() {
+    local mode=$1 rate=()
+    [ "$mode" = paced ] && rate=("$LATENCY_RATE")
+    echo
+    echo "latency per transaction, $mode (smtp-load, persistent sessions, $LATENCY_MESSAGES messages/run$([ "$mode" = paced ] && echo ", $LATENCY_RATE msg/s in all"), medians of $REPEATS):"
+    printf '%-9s %-7s %10s %10s %10s %16s %16s\n' sessions target "msg/s" "p50 us" "p99 us" "p50 over direct" "p99 over direct"
+    for sessions in $SESSIONS; do
+        for target in direct relay proxy; do : > "$work/lat-$target"; done
+        for _ in $(seq "$REPEATS"); do
+            for target in direct relay proxy; do
+                case $target in direct) port=$sink_port ;; relay) port=$relay_port ;; proxy) port=$proxy_port ;; esac
+                "$SMTP_LOAD" 127.0.0.1:"$port" "$sessions" "$LATENCY_MESSAGES" "$SIZE" "${rate[@]}" >> "$work/lat-$target"
+            done
+        done
+        direct_p50=$(cut -d' ' -f2 "$work/lat-direct" | median)
+        direct_p99=$(cut -d' ' -f3 "$work/lat-direct" | median)
         for target in direct relay proxy; do
-            case $target in direct) port=$sink_port ;; relay) port=$relay_port ;; proxy) port=$proxy_port ;; esac
-            "$SMTP_LOAD" 127.0.0.1:"$port" "$sessions" "$LATENCY_MESSAGES" "$SIZE" >> "$work/lat-$target"
+            rate_median=$(cut -d' ' -f1 "$work/lat-$target" | median)
+            p50=$(cut -d' ' -f2 "$work/lat-$target" | median)
+            p99=$(cut -d' ' -f3 "$work/lat-$target" | median)
+            if [ $target = direct ]; then over50=-; over99=-; else
+                over50="$(echo "$p50 - $direct_p50" | bc) us"; over99="$(echo "$p99 - $direct_p99" | bc) us"; fi
+            printf '%-9s %-7s %10.0f %10.0f %10.0f %16s %16s\n' "$sessions" "$target" "$rate_median" "$p50" "$p99" "$over50" "$over99"
         done
     done
-    direct_p99=$(cut -d' ' -f3 "$work/lat-direct" | median)
-    for target in direct relay proxy; do
-        rate=$(cut -d' ' -f1 "$work/lat-$target" | median)
-        p50=$(cut -d' ' -f2 "$work/lat-$target" | median)
-        p99=$(cut -d' ' -f3 "$work/lat-$target" | median)
-        printf '%-9s %-7s %10.0f %10.0f %10.0f %14s\n' "$sessions" "$target" "$rate" "$p50" "$p99" \
-            "$([ $target = direct ] && echo - || echo "$(echo "$p99 - $direct_p99" | bc) us")"
-    done
-done
+}
+latency_runs paced
+latency_runs flat-out

@@ -1,11 +1,21 @@
 //! A small SMTP load client that, unlike `smtp-source`, times every
 //! transaction: `bench/compare.sh` uses it for p50/p99 latency.
 //!
-//! `smtp-load ADDR SESSIONS MESSAGES SIZE` opens SESSIONS persistent
+//! `smtp-load ADDR SESSIONS MESSAGES SIZE [RATE]` opens SESSIONS persistent
 //! connections (EHLO once), sends MESSAGES messages of SIZE bytes in total
 //! (MAIL, RCPT, DATA, body, each reply awaited), and prints one line:
-//! `msgs_per_s p50_us p99_us`. A transaction's latency runs from writing
-//! MAIL FROM to reading the reply to the end of data.
+//! `msgs_per_s p50_us p99_us`.
+//!
+//! Without RATE each session sends its next message as soon as the last one
+//! is answered (closed loop): the target runs flat out, and latency is
+//! mostly queueing (SESSIONS / throughput). A transaction's latency then runs
+//! from writing MAIL FROM to reading the reply to the end of data.
+//!
+//! With RATE (messages per second, all sessions together) message `n` is
+//! due at `start + n / RATE` and its latency runs from that moment (open
+//! loop): a message sent late because every session was still busy is
+//! charged from when it was due, so a target that falls behind shows it;
+//! at a rate it sustains the figures show the time a transaction takes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,10 +63,27 @@ fn body(size: usize) -> Vec<u8> {
     body
 }
 
+/// When messages are due: all at once (closed loop) or at a fixed rate.
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    interval: Option<Duration>,
+}
+
+impl Schedule {
+    /// When message `n` (counting from 0) is due.
+    fn due(&self, n: u64) -> Option<Instant> {
+        self.interval
+            .map(|interval| self.start + interval.mul_f64(n as f64))
+    }
+}
+
 async fn session(
     addr: String,
+    total: u64,
     remaining: Arc<AtomicU64>,
     body: Arc<Vec<u8>>,
+    schedule: Schedule,
 ) -> std::io::Result<Vec<Duration>> {
     let stream = TcpStream::connect(&addr).await?;
     stream.set_nodelay(true)?;
@@ -68,11 +95,21 @@ async fn session(
         .await?;
     expect(&mut conn, &mut line, 250).await?;
     let mut times = Vec::new();
-    while remaining
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-        .is_ok()
+    while let Ok(left) =
+        remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
     {
-        let started = Instant::now();
+        let started = match schedule.due(total - left) {
+            // Early: wait, and time from when this client woke (its own
+            // timer's lateness is not the target's).
+            Some(due) if due > Instant::now() => {
+                tokio::time::sleep_until(due.into()).await;
+                Instant::now()
+            }
+            // Late because every session was still busy: the target is
+            // charged for the wait.
+            Some(due) => due,
+            None => Instant::now(),
+        };
         conn.get_mut()
             .write_all(b"MAIL FROM:<bench@example.com>\r\n")
             .await?;
@@ -100,16 +137,39 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [addr, sessions, messages, size] = args.as_slice() else {
-        eprintln!("usage: smtp-load ADDR SESSIONS MESSAGES SIZE");
-        std::process::exit(2);
+    let (addr, sessions, messages, size, rate) = match args.as_slice() {
+        [addr, sessions, messages, size] => (addr, sessions, messages, size, None),
+        [addr, sessions, messages, size, rate] => (addr, sessions, messages, size, Some(rate)),
+        _ => {
+            eprintln!("usage: smtp-load ADDR SESSIONS MESSAGES SIZE [RATE]");
+            std::process::exit(2);
+        }
     };
-    let number = |s: &str| -> u64 { s.parse().expect("a number") };
-    let remaining = Arc::new(AtomicU64::new(number(messages)));
+    let number = |s: &str| -> u64 {
+        s.parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| panic!("{s:?} is not a positive number"))
+    };
+    let total = number(messages);
+    let remaining = Arc::new(AtomicU64::new(total));
     let body = Arc::new(body(number(size) as usize));
     let started = Instant::now();
+    // Sessions connect and greet first; the schedule starts after that.
+    let schedule = Schedule {
+        start: started + Duration::from_millis(200),
+        interval: rate.map(|r| Duration::from_secs(1).div_f64(number(r) as f64)),
+    };
     let tasks: Vec<_> = (0..number(sessions))
-        .map(|_| tokio::spawn(session(addr.clone(), remaining.clone(), body.clone())))
+        .map(|_| {
+            tokio::spawn(session(
+                addr.clone(),
+                total,
+                remaining.clone(),
+                body.clone(),
+                schedule,
+            ))
+        })
         .collect();
     let mut times = Vec::new();
     for task in tasks {
