@@ -6,6 +6,7 @@
 //! reaches the upstream that could end the message, or start another one,
 //! anywhere but where relaygate itself sees the end (SMTP smuggling).
 
+use crate::lazy_timeout::LazyTimeout;
 use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -50,6 +51,7 @@ pub struct ClientConnection<S> {
     start: usize,
     end: usize,
     out: Vec<u8>,
+    timeout: LazyTimeout,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
@@ -69,6 +71,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
             start: 0,
             end: input.len(),
             out: Vec::with_capacity(1024),
+            timeout: LazyTimeout::new(),
         }
     }
 
@@ -226,7 +229,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         if self.buf.len() - self.end < READ_CHUNK / 2 {
             self.buf.resize(self.buf.len() + READ_CHUNK, 0);
         }
-        let read = tokio::time::timeout_at(deadline, self.stream.read(&mut self.buf[self.end..]))
+        let read = self
+            .timeout
+            .run(deadline, self.stream.read(&mut self.buf[self.end..]))
             .await
             .map_err(|_| ConnectionError::Timeout)??;
         if read == 0 {

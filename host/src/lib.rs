@@ -29,6 +29,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod dns;
+pub mod lazy_timeout;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -7,6 +7,7 @@
 mod reply_reader;
 mod xclient;
 
+use crate::lazy_timeout::LazyTimeout;
 use crate::smtp::{Param, Reply};
 use reply_reader::ReplyReader;
 use std::io;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::Instant;
 pub use xclient::ClientIdentity;
 
 /// Why the upstream could not be used.
@@ -92,6 +94,8 @@ pub struct Upstream {
     writer: BufWriter<OwnedWriteHalf>,
     capabilities: UpstreamCapabilities,
     timeout: Duration,
+    /// One timer for every wait on this connection.
+    waits: LazyTimeout,
     in_transaction: bool,
     data_failed: Option<io::ErrorKind>,
 }
@@ -140,6 +144,7 @@ impl Upstream {
             writer: BufWriter::with_capacity(64 * 1024, write),
             capabilities: UpstreamCapabilities::default(),
             timeout: settings.timeout,
+            waits: LazyTimeout::new(),
             in_transaction: false,
             data_failed: None,
         };
@@ -221,7 +226,8 @@ impl Upstream {
         if self.data_failed.is_some() {
             return;
         }
-        let write = tokio::time::timeout(self.timeout, self.writer.write_all(bytes)).await;
+        let deadline = Instant::now() + self.timeout;
+        let write = self.waits.run(deadline, self.writer.write_all(bytes)).await;
         match write {
             Ok(Ok(())) => {}
             Ok(Err(e)) => self.data_failed = Some(e.kind()),
@@ -257,12 +263,15 @@ impl Upstream {
     }
 
     async fn command_bytes(&mut self, bytes: &[u8]) -> Result<Reply, UpstreamError> {
-        tokio::time::timeout(self.timeout, async {
-            self.writer.write_all(bytes).await?;
-            self.writer.flush().await
-        })
-        .await
-        .map_err(|_| UpstreamError::Timeout)??;
+        let writer = &mut self.writer;
+        let deadline = Instant::now() + self.timeout;
+        self.waits
+            .run(deadline, async {
+                writer.write_all(bytes).await?;
+                writer.flush().await
+            })
+            .await
+            .map_err(|_| UpstreamError::Timeout)??;
         let reply = self.read_reply().await?;
         if reply.code() == 421 {
             return Err(UpstreamError::Closed(Some(reply)));
@@ -271,7 +280,9 @@ impl Upstream {
     }
 
     async fn read_reply(&mut self) -> Result<Reply, UpstreamError> {
-        tokio::time::timeout(self.timeout, self.reader.read_reply())
+        let deadline = Instant::now() + self.timeout;
+        self.waits
+            .run(deadline, self.reader.read_reply())
             .await
             .map_err(|_| UpstreamError::Timeout)?
     }
