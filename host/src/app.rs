@@ -5,7 +5,9 @@
 use crate::config::{Config, ConfigSource};
 use crate::dns::Dns;
 use crate::metrics::Metrics;
-use crate::policy::{LoadedPolicy, PolicyEngine, PolicyServices, load_configured, own_networks};
+use crate::policy::{
+    InstancePool, LoadedPolicy, PolicyEngine, PolicyServices, load_configured, own_networks,
+};
 use crate::proxy::SharedState;
 use crate::reload::Reloader;
 use crate::server::{self, Listener, ServerLimits};
@@ -88,7 +90,9 @@ impl App {
         let state_store = crate::state::StateStore::from_config(&config.state)?
             .with_error_counter(metrics.state_errors.clone());
         tracing::info!("policy state: {}", state_store.describe());
-        let engine = PolicyEngine::new(config.policy.cache_dir.clone())
+        let pool =
+            InstancePool::for_sessions(config.proxy.max_connections, config.policy.memory_limit);
+        let engine = PolicyEngine::pooled(config.policy.cache_dir.clone(), pool)
             .context("starting the WebAssembly engine")?
             .with_state(state_store);
         let policy = load_policy(config, &engine, Some(dns.clone())).await?;

@@ -39,9 +39,66 @@ pub enum LoadError {
     /// Its `init` refused the configuration.
     #[error("the policy refused its configuration:\n  {}", .0.join("\n  "))]
     Config(Vec<String>),
+    /// `[policy] memory_limit` was raised above what the instance pool set
+    /// up at start allows.
+    #[error(
+        "policy.memory_limit is {memory_limit} bytes, but the instance pool was set up at start for {slot}: restart relaygate to raise it"
+    )]
+    PoolTooSmall {
+        /// The configured limit.
+        memory_limit: usize,
+        /// The pool's slot size.
+        slot: usize,
+    },
     /// `init` trapped, timed out or ran out of memory.
     #[error("the policy failed in init: {0}")]
     InitFailed(String),
+}
+
+/// How many policy instances the proxy may need at once, and how large.
+#[derive(Debug, Clone, Copy)]
+pub struct InstancePool {
+    /// Instances alive at once: one per session plus those that loads and
+    /// swaps run `init` in.
+    pub instances: u32,
+    /// The largest linear memory of one instance (`[policy] memory_limit`).
+    pub memory_slot: usize,
+}
+
+impl InstancePool {
+    /// Room beyond one instance per session: `init` runs of loads and swaps,
+    /// sessions still closing.
+    const SPARE_INSTANCES: u32 = 64;
+
+    /// A pool for `max_connections` sessions whose policies may use up to
+    /// `memory_limit` bytes each.
+    pub fn for_sessions(max_connections: usize, memory_limit: usize) -> Self {
+        let sessions = u32::try_from(max_connections).unwrap_or(u32::MAX);
+        Self {
+            instances: sessions.saturating_add(Self::SPARE_INSTANCES),
+            memory_slot: memory_limit,
+        }
+    }
+
+    fn configure(&self, config: &mut wasmtime::Config) {
+        let n = self.instances;
+        let mut pooling = wasmtime::PoolingAllocationConfig::new();
+        // A component has several core instances (its module, the
+        // canonical-ABI shims, a WASI adapter) but rarely more than one or
+        // two memories; only address space is reserved per slot.
+        pooling
+            .total_component_instances(n)
+            .total_core_instances(n.saturating_mul(8))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_memory_size(self.memory_slot);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
+        // Reserve only what a memory may grow to, not the default 4 GiB per
+        // slot: thousands of slots then need gigabytes of address space, not
+        // terabytes (wasm code checks bounds explicitly instead).
+        config.memory_reservation(self.memory_slot as u64);
+    }
 }
 
 /// The compilation engine shared by every loaded policy.
@@ -51,17 +108,42 @@ pub struct PolicyEngine {
     linker: Arc<Linker<HostState>>,
     cache: Arc<CompiledCache>,
     state: StateStore,
+    /// The largest linear memory a pooled instance can have, if pooled.
+    memory_slot: Option<usize>,
 }
 
 impl PolicyEngine {
     /// Create the engine and start its epoch ticker thread (which stops when
     /// the last clone of the engine is dropped). Compiled modules are cached
-    /// in `cache_dir` when given.
+    /// in `cache_dir` when given. Instances are allocated on demand: for
+    /// one-off uses (`relaygate check`, `policy check`, `policy test`).
     pub fn new(cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
+        Self::build(cache_dir, None)
+    }
+
+    /// The proxy's engine: like [`PolicyEngine::new`], but every instance
+    /// takes a slot of a pre-allocated pool sized by `pool`. A session then
+    /// reuses the memory mappings a finished session left, instead of mapping
+    /// fresh memory and a fiber stack and unmapping them at its end (each
+    /// unmap interrupts every core running the proxy to flush its TLB).
+    pub fn pooled(
+        cache_dir: Option<std::path::PathBuf>,
+        pool: InstancePool,
+    ) -> anyhow::Result<Self> {
+        Self::build(cache_dir, Some(pool))
+    }
+
+    fn build(
+        cache_dir: Option<std::path::PathBuf>,
+        pool: Option<InstancePool>,
+    ) -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
         config.max_wasm_stack(512 * 1024);
+        if let Some(pool) = &pool {
+            pool.configure(&mut config);
+        }
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -83,6 +165,7 @@ impl PolicyEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         Ok(Self {
             cache: Arc::new(CompiledCache::new(&engine, cache_dir)),
+            memory_slot: pool.map(|pool| pool.memory_slot),
             engine,
             linker: Arc::new(linker),
             state: StateStore::memory_default(),
@@ -112,6 +195,14 @@ impl PolicyEngine {
         services: PolicyServices,
     ) -> Result<Arc<LoadedPolicy>, LoadError> {
         let started = Instant::now();
+        if let Some(slot) = self.memory_slot
+            && settings.memory_limit > slot
+        {
+            return Err(LoadError::PoolTooSmall {
+                memory_limit: settings.memory_limit,
+                slot,
+            });
+        }
         let digest = hex(&Sha256::digest(bytes));
         check_is_component(bytes)?;
         let (component, origin) = self
@@ -231,6 +322,72 @@ fn check_is_component(bytes: &[u8]) -> Result<(), LoadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CONFIG: &str = r#"
+[proxy]
+listen = ["127.0.0.1:2525"]
+upstream = "127.0.0.1:25"
+hostname = "pool.relaygate.test"
+
+[policy]
+memory_limit = 33554432
+
+[policy.config]
+open_relay_addr_flag = 1
+open_relay_addr_list = ["127.0.0.1"]
+"#;
+
+    async fn load_into(
+        engine: &PolicyEngine,
+        memory_limit: usize,
+    ) -> Result<Arc<LoadedPolicy>, LoadError> {
+        let config = crate::config::Config::parse(CONFIG).expect("the test config parses");
+        let mut settings = config.policy.clone();
+        settings.memory_limit = memory_limit;
+        let services = PolicyServices {
+            config: config.policy.config.clone(),
+            dns: None,
+            own_networks: vec!["127.0.0.0/8".to_string()],
+            hostname: config.proxy.hostname.clone(),
+        };
+        engine
+            .load(
+                "builtin:apple-relay",
+                BUILTIN_APPLE_RELAY_WASM,
+                &settings,
+                services,
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn pooled_instances_serve_sessions_within_the_slot_size() {
+        let engine =
+            PolicyEngine::pooled(None, InstancePool::for_sessions(2, 32 << 20)).expect("engine");
+        let policy = load_into(&engine, 32 << 20).await.expect("fits the slot");
+        // More sessions one after another than the pool has slots: each
+        // finished session's slot is reused.
+        for session in 0..200 {
+            let mut instance = PolicyInstance::new(policy.clone(), session);
+            instance.prepare().await.expect("a slot is free");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_memory_limit_above_the_pool_slot_is_refused_with_a_restart_hint() {
+        let engine =
+            PolicyEngine::pooled(None, InstancePool::for_sessions(2, 16 << 20)).expect("engine");
+        let error = load_into(&engine, 32 << 20)
+            .await
+            .err()
+            .expect("a limit above the slot is refused");
+        assert!(matches!(error, LoadError::PoolTooSmall { .. }), "{error}");
+        assert!(error.to_string().contains("restart"), "{error}");
+        // An unpooled engine has no such bound.
+        load_into(&PolicyEngine::new(None).expect("engine"), 32 << 20)
+            .await
+            .expect("loads");
+    }
 
     #[test]
     fn semver_rules() {

@@ -14,7 +14,9 @@ mod wasi;
 
 pub use bindings::{PACKAGE as WIT_PACKAGE, VERSION as WIT_VERSION};
 pub use cache::Origin;
-pub use engine::{BUILTIN_APPLE_RELAY_WASM, LoadError, PolicyEngine, semver_compatible};
+pub use engine::{
+    BUILTIN_APPLE_RELAY_WASM, InstancePool, LoadError, PolicyEngine, semver_compatible,
+};
 pub use host_state::{PolicyServices, own_networks};
 pub use instance::{PolicyAnswer, PolicyFailure, PolicyInstance};
 pub use verdict::Decision;
