@@ -67,6 +67,16 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// A wait that never finishes, given `limit` from now, elapses exactly then.
+    async fn assert_elapses_after(timeout: &mut LazyTimeout, limit: Duration) {
+        let started = Instant::now();
+        let output = timeout
+            .run(started + limit, std::future::pending::<()>())
+            .await;
+        assert_eq!(output, Err(Elapsed));
+        assert_eq!(started.elapsed(), limit);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_wait_that_finishes_in_time_returns_its_output() {
         let mut timeout = LazyTimeout::new();
@@ -83,15 +93,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_wait_past_its_deadline_elapses_at_the_deadline() {
         let mut timeout = LazyTimeout::new();
-        let started = Instant::now();
-        let output = timeout
-            .run(
-                started + Duration::from_secs(10),
-                std::future::pending::<()>(),
-            )
-            .await;
-        assert_eq!(output, Err(Elapsed));
-        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        assert_elapses_after(&mut timeout, Duration::from_secs(10)).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -106,15 +108,7 @@ mod tests {
                 .await;
             assert_eq!(output, Ok(()));
         }
-        let started = Instant::now();
-        let output = timeout
-            .run(
-                started + Duration::from_secs(10),
-                std::future::pending::<()>(),
-            )
-            .await;
-        assert_eq!(output, Err(Elapsed));
-        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        assert_elapses_after(&mut timeout, Duration::from_secs(10)).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -122,15 +116,7 @@ mod tests {
         let mut timeout = LazyTimeout::new();
         let far = Instant::now() + Duration::from_secs(300);
         assert_eq!(timeout.run(far, async {}).await, Ok(()));
-        let started = Instant::now();
-        let output = timeout
-            .run(
-                started + Duration::from_secs(2),
-                std::future::pending::<()>(),
-            )
-            .await;
-        assert_eq!(output, Err(Elapsed));
-        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_elapses_after(&mut timeout, Duration::from_secs(2)).await;
     }
 
     #[tokio::test(start_paused = true)]
