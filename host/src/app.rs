@@ -92,9 +92,21 @@ impl App {
         tracing::info!("policy state: {}", state_store.describe());
         let pool =
             InstancePool::for_sessions(config.proxy.max_connections, config.policy.memory_limit);
-        let engine = PolicyEngine::pooled(config.policy.cache_dir.clone(), pool)
-            .context("starting the WebAssembly engine")?
-            .with_state(state_store);
+        let engine = match PolicyEngine::pooled(config.policy.cache_dir.clone(), pool) {
+            Ok(engine) => engine,
+            Err(error) => {
+                // E.g. an address-space limit (ulimit -v) too small for the
+                // pool's reservation: serve anyway, allocating per session.
+                tracing::warn!(
+                    instances = pool.instances,
+                    slot_bytes = pool.memory_slot,
+                    "cannot set up the policy instance pool ({error:#}); allocating instances on demand, which costs more CPU per session"
+                );
+                PolicyEngine::new(config.policy.cache_dir.clone())
+                    .context("starting the WebAssembly engine")?
+            }
+        }
+        .with_state(state_store);
         let policy = load_policy(config, &engine, Some(dns.clone())).await?;
         let tls = config
             .tls
