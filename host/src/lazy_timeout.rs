@@ -30,6 +30,15 @@ impl LazyTimeout {
         Self::default()
     }
 
+    /// Run `wait` for at most `limit` from now.
+    pub async fn run_for<F: Future>(
+        &mut self,
+        limit: std::time::Duration,
+        wait: F,
+    ) -> Result<F::Output, Elapsed> {
+        self.run(Instant::now() + limit, wait).await
+    }
+
     /// Run `wait` until it finishes or `deadline` passes.
     pub async fn run<F: Future>(
         &mut self,

@@ -17,7 +17,6 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::time::Instant;
 pub use xclient::ClientIdentity;
 
 /// Why the upstream could not be used.
@@ -226,8 +225,10 @@ impl Upstream {
         if self.data_failed.is_some() {
             return;
         }
-        let deadline = Instant::now() + self.timeout;
-        let write = self.waits.run(deadline, self.writer.write_all(bytes)).await;
+        let write = self
+            .waits
+            .run_for(self.timeout, self.writer.write_all(bytes))
+            .await;
         match write {
             Ok(Ok(())) => {}
             Ok(Err(e)) => self.data_failed = Some(e.kind()),
@@ -264,9 +265,8 @@ impl Upstream {
 
     async fn command_bytes(&mut self, bytes: &[u8]) -> Result<Reply, UpstreamError> {
         let writer = &mut self.writer;
-        let deadline = Instant::now() + self.timeout;
         self.waits
-            .run(deadline, async {
+            .run_for(self.timeout, async {
                 writer.write_all(bytes).await?;
                 writer.flush().await
             })
@@ -280,9 +280,8 @@ impl Upstream {
     }
 
     async fn read_reply(&mut self) -> Result<Reply, UpstreamError> {
-        let deadline = Instant::now() + self.timeout;
         self.waits
-            .run(deadline, self.reader.read_reply())
+            .run_for(self.timeout, self.reader.read_reply())
             .await
             .map_err(|_| UpstreamError::Timeout)?
     }
