@@ -75,6 +75,10 @@ async fn clients_that_never_read_their_replies_are_dropped_at_the_command_timeou
     let mut polite = SmtpClient::connect(addr).await.unwrap();
     assert_eq!(polite.read_reply().await.unwrap().code, 220);
     polite.ehlo("polite.test").await.unwrap();
+    while !hogs.iter().all(tokio::task::JoinHandle::is_finished) {
+        assert_eq!(polite.cmd("NOOP").await.unwrap().code, 250);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     for hog in hogs {
         let held = hog.await.unwrap();
         // Without a write deadline the session lasts max_session_duration +
