@@ -735,6 +735,24 @@ timeout = "2s"
     }
 
     #[test]
+    fn error_limits_default_to_postfixs_and_the_sleep_is_bounded() {
+        let proxy = Config::parse("").expect("valid").proxy;
+        assert_eq!(
+            (proxy.max_errors, proxy.soft_error_limit, proxy.error_sleep),
+            (20, 10, Duration::from_secs(1))
+        );
+        let set = Config::parse("[proxy]\nsoft_error_limit = 3\nerror_sleep = \"250ms\"\n")
+            .expect("valid")
+            .proxy;
+        assert_eq!(
+            (set.soft_error_limit, set.error_sleep),
+            (3, Duration::from_millis(250))
+        );
+        let p = problems("[proxy]\nerror_sleep = \"2m\"\n");
+        assert!(p[0].starts_with("proxy.error_sleep:"), "{p:?}");
+    }
+
+    #[test]
     fn unknown_builtin_is_refused() {
         let p = problems("[policy]\nmodule = \"builtin:nope\"\n");
         assert!(p[0].contains("unknown built-in"), "{p:?}");
