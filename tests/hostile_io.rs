@@ -395,3 +395,28 @@ async fn an_upstream_that_closes_on_its_error_limit_ends_the_session() {
     assert_eq!(for_client, 1, "{sessions:#?}");
     assert_eq!(sessions.len(), 2, "{sessions:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recipients_over_max_recipients_are_flow_control_not_errors() {
+    let (upstream, proxy) = start(
+        UpstreamBehaviour::default(),
+        "max_recipients = 2\nmax_errors = 5",
+    )
+    .await;
+    let mut c = greeted(proxy.addr(), "127.0.0.2").await;
+    let rcpts: Vec<String> = (0..12).map(|i| format!("r{i}@example.com")).collect();
+    let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    let t = c
+        .send_message("a@example.com", &rcpts, b"Subject: list\r\n\r\nhi")
+        .await
+        .unwrap();
+    let codes: Vec<u16> = t.rcpts.iter().map(|r| r.code).collect();
+    assert_eq!(codes[..2], [250, 250]);
+    assert!(codes[2..].iter().all(|&code| code == 452), "{codes:?}");
+    assert!(t.accepted(), "ten 452s did not reach max_errors = 5: {t:?}");
+    c.quit().await.unwrap();
+    upstream
+        .wait_for_messages(1, Duration::from_secs(5))
+        .await
+        .unwrap();
+}
