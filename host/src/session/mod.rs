@@ -788,8 +788,9 @@ impl Session {
         }
         self.errors += 1;
         if self.errors >= self.limits.max_errors {
-            // An aborted upstream transaction is dropped by the driver when
-            // the session closes (no QUIT inside a message).
+            // The upstream transaction goes with the session (a message
+            // half sent upstream is dropped: `Upstream::quit` sends no QUIT
+            // inside one).
             self.reset_transaction();
             return self.close_with(catalogue::too_many_errors(&self.hostname));
         }
