@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -374,9 +374,20 @@ impl RecordingUpstream {
     /// # Errors
     /// When the listener cannot be bound.
     pub async fn start(behaviour: UpstreamBehaviour) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .context("binding the recording upstream")?;
+        let listener = if behaviour.stall_after.is_some() {
+            // A small receive buffer (inherited by accepted connections), so that a
+            // stalled session fills up soon whatever the machine's TCP buffer settings.
+            let socket = TcpSocket::new_v4()?;
+            socket.set_recv_buffer_size(16 * 1024)?;
+            socket
+                .bind((Ipv4Addr::LOCALHOST, 0).into())
+                .context("binding the recording upstream")?;
+            socket.listen(128)?
+        } else {
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .await
+                .context("binding the recording upstream")?
+        };
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             behaviour,
