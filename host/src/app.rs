@@ -129,6 +129,8 @@ impl App {
                 max_recipients: proxy.max_recipients,
                 max_errors: proxy.max_errors,
             },
+            soft_error_limit: proxy.soft_error_limit,
+            error_sleep: proxy.error_sleep,
             command_timeout: proxy.command_timeout,
             data_timeout: proxy.data_timeout,
             max_session_duration: proxy.max_session_duration,

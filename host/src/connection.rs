@@ -1,6 +1,7 @@
 //! The client side of the wire: buffered reads of command lines and message
 //! data with length limits and timeouts, and buffered replies flushed only
-//! when the client has nothing more pipelined.
+//! when the client has nothing more pipelined, each flush within a write
+//! deadline (a client that never reads cannot hold its session open).
 //!
 //! Message data is checked line by line ([`DataChecker`]) so that nothing
 //! reaches the upstream that could end the message, or start another one,
@@ -18,6 +19,9 @@ pub const MAX_COMMAND_LINE: usize = 12_288;
 pub const MAX_TEXT_LINE: usize = 1000;
 /// Header bytes kept for the data hook.
 pub const MAX_KEPT_HEADERS: usize = 64 * 1024;
+/// How long a flush may take unless [`ClientConnection::with_write_timeout`]
+/// says otherwise: the default `command_timeout`.
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -39,6 +43,10 @@ pub enum ConnectionError {
     /// The client sent nothing for too long.
     #[error("client timed out")]
     Timeout,
+    /// The client did not take our replies within the write deadline (it
+    /// stopped reading); nothing more can be written to it.
+    #[error("client did not read its replies in time")]
+    WriteTimeout,
     /// A socket error.
     #[error("client I/O error: {0}")]
     Io(#[from] io::Error),
@@ -51,7 +59,13 @@ pub struct ClientConnection<S> {
     start: usize,
     end: usize,
     out: Vec<u8>,
+    /// One timer for every read and write: they never overlap.
     timeout: LazyTimeout,
+    /// How long one flush of queued replies may take.
+    write_timeout: Duration,
+    /// A write timed out part-way: what the client got is unknown, so
+    /// nothing more may be written.
+    write_failed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
@@ -72,7 +86,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
             end: input.len(),
             out: Vec::with_capacity(1024),
             timeout: LazyTimeout::new(),
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            write_failed: false,
         }
+    }
+
+    /// Let every flush take at most `limit` (the session's command timeout).
+    pub fn with_write_timeout(mut self, limit: Duration) -> Self {
+        self.write_timeout = limit;
+        self
     }
 
     /// The underlying stream (to upgrade it to TLS in place).
@@ -96,14 +118,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         self.out.extend_from_slice(bytes);
     }
 
-    /// Send what is queued.
+    /// Send what is queued, within the write deadline: a client that stops
+    /// reading fills the socket buffers and would otherwise hold the
+    /// session (and those buffers) for as long as the session may last.
     pub async fn flush(&mut self) -> Result<(), ConnectionError> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.out.clear();
+        if self.write_failed {
+            return Err(ConnectionError::WriteTimeout);
         }
-        self.stream.flush().await?;
-        Ok(())
+        let (stream, out) = (&mut self.stream, &self.out);
+        let written = self
+            .timeout
+            .run_for(self.write_timeout, async {
+                if !out.is_empty() {
+                    stream.write_all(out).await?;
+                }
+                stream.flush().await
+            })
+            .await;
+        match written {
+            Ok(result) => {
+                self.out.clear();
+                Ok(result?)
+            }
+            Err(_) => {
+                self.write_failed = true;
+                Err(ConnectionError::WriteTimeout)
+            }
+        }
     }
 
     /// Read one command line (LF or CRLF terminated), flushing queued
@@ -145,8 +186,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
     }
 
     /// Did the client send anything within `delay`? (Before the greeting,
-    /// a well-behaved client says nothing: RFC 5321 3.1.)
+    /// a well-behaved client says nothing: RFC 5321 3.1.) Bytes already
+    /// buffered (those that came in with a PROXY protocol header) are early
+    /// talk too: they were sent before any greeting.
     pub async fn talks_within(&mut self, delay: Duration) -> bool {
+        if self.end > self.start {
+            return true;
+        }
         match self.fill(delay).await {
             Ok(()) => true,
             Err(ConnectionError::Timeout) => false,
@@ -489,6 +535,44 @@ mod tests {
         let read = conn.read_command(Duration::from_secs(100)).await;
         assert!(matches!(read, Err(ConnectionError::Timeout)), "{read:?}");
         drop(drip);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_reads_is_cut_off_at_the_write_deadline() {
+        // A tiny pipe stands for socket buffers the client never drains.
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut conn = ClientConnection::new(server).with_write_timeout(Duration::from_secs(30));
+        let started = tokio::time::Instant::now();
+        client.write_all(&b"NOOP\r\n".repeat(10)).await.unwrap();
+        let ended = loop {
+            match conn.read_command(Duration::from_secs(300)).await {
+                Ok(CommandLine::Line(_)) => conn.queue(&[b'x'; 100]),
+                other => break other,
+            }
+        };
+        assert!(
+            matches!(ended, Err(ConnectionError::WriteTimeout)),
+            "{ended:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        // Nothing more is written once a write was cut off part-way.
+        assert!(matches!(
+            conn.flush().await,
+            Err(ConnectionError::WriteTimeout)
+        ));
+        drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_that_came_with_the_connection_are_early_talk() {
+        let (_client, server) = tokio::io::duplex(64);
+        let mut conn = ClientConnection::with_input(server, b"EHLO x\r\n");
+        let started = tokio::time::Instant::now();
+        assert!(conn.talks_within(Duration::from_secs(5)).await);
+        assert_eq!(started.elapsed(), Duration::ZERO, "judged without waiting");
+        let (_client, server) = tokio::io::duplex(64);
+        let mut quiet = ClientConnection::with_input(server, b"");
+        assert!(!quiet.talks_within(Duration::from_secs(5)).await);
     }
 
     #[tokio::test]

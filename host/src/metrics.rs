@@ -49,6 +49,11 @@ pub struct Metrics {
     /// Failed policy state operations by kind (unavailable, timeout,
     /// too-large, invalid).
     pub state_errors: Family<KindLabel, Counter>,
+    /// Sessions ended because a write did not finish in time, by peer
+    /// (`client`: it stopped reading; `upstream`: it stopped reading).
+    pub write_timeouts: Family<KindLabel, Counter>,
+    /// Sessions closed with 421 for too many errors.
+    pub error_limit_closes: Counter,
 }
 
 impl Default for Metrics {
@@ -66,6 +71,8 @@ impl Default for Metrics {
             reloads: Family::default(),
             auth_failures: Counter::default(),
             state_errors: Family::default(),
+            write_timeouts: Family::default(),
+            error_limit_closes: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -118,6 +125,16 @@ impl Default for Metrics {
             "Policy state operations that failed, by kind",
             metrics.state_errors.clone(),
         );
+        registry.register(
+            "write_timeouts",
+            "Sessions ended because a peer did not take what was written within its timeout, by peer",
+            metrics.write_timeouts.clone(),
+        );
+        registry.register(
+            "error_limit_closes",
+            "Sessions closed with 421 after too many errors",
+            metrics.error_limit_closes.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -149,6 +166,13 @@ impl Metrics {
     pub fn transaction(&self, outcome: &'static str) {
         self.transactions
             .get_or_create(&KindLabel { kind: outcome })
+            .inc();
+    }
+
+    /// Count one session ended by a write that did not finish in time.
+    pub fn write_timeout(&self, peer: &'static str) {
+        self.write_timeouts
+            .get_or_create(&KindLabel { kind: peer })
             .inc();
     }
 

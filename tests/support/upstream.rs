@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -97,6 +97,8 @@ pub struct UpstreamBehaviour {
     data_reply: Option<String>,
     data_delay: Option<Duration>,
     disconnect: Option<Disconnect>,
+    stall_after: Option<usize>,
+    error_limit: Option<usize>,
 }
 
 impl Default for UpstreamBehaviour {
@@ -119,6 +121,8 @@ impl Default for UpstreamBehaviour {
             data_reply: None,
             data_delay: None,
             disconnect: None,
+            stall_after: None,
+            error_limit: None,
         }
     }
 }
@@ -210,6 +214,22 @@ impl UpstreamBehaviour {
     /// Closes the connection once `after_bytes` bytes of message content have arrived.
     pub fn close_mid_message(mut self, after_bytes: usize) -> Self {
         self.disconnect = Some(Disconnect::MidMessage { after_bytes });
+        self
+    }
+
+    /// Stops reading (but keeps the connection open) once `after_bytes` bytes of message
+    /// content have arrived, as a server whose disk or filter hangs: the proxy's writes
+    /// then block once the socket buffers are full.
+    pub fn stall_mid_message(mut self, after_bytes: usize) -> Self {
+        self.stall_after = Some(after_bytes);
+        self
+    }
+
+    /// After `errors` 4xx/5xx replies in one session, answers the next command with
+    /// `421 4.7.0 <host> Error: too many errors` and closes, as Postfix's smtpd does at
+    /// its `smtpd_hard_error_limit`.
+    pub fn close_after_errors(mut self, errors: usize) -> Self {
+        self.error_limit = Some(errors);
         self
     }
 
@@ -354,9 +374,20 @@ impl RecordingUpstream {
     /// # Errors
     /// When the listener cannot be bound.
     pub async fn start(behaviour: UpstreamBehaviour) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .context("binding the recording upstream")?;
+        let listener = if behaviour.stall_after.is_some() {
+            // A small receive buffer (inherited by accepted connections), so that a
+            // stalled session fills up soon whatever the machine's TCP buffer settings.
+            let socket = TcpSocket::new_v4()?;
+            socket.set_recv_buffer_size(16 * 1024)?;
+            socket
+                .bind((Ipv4Addr::LOCALHOST, 0).into())
+                .context("binding the recording upstream")?;
+            socket.listen(128)?
+        } else {
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .await
+                .context("binding the recording upstream")?
+        };
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             behaviour,
@@ -532,6 +563,8 @@ struct Session {
     greeting_rejected: bool,
     helo: Option<String>,
     envelope: Option<Envelope>,
+    /// 4xx/5xx replies sent so far.
+    errors: usize,
 }
 
 impl Session {
@@ -548,6 +581,7 @@ impl Session {
             greeting_rejected: false,
             helo: None,
             envelope: None,
+            errors: 0,
         }
     }
 
@@ -575,6 +609,9 @@ impl Session {
     }
 
     async fn send(&mut self, reply: &str) -> io::Result<()> {
+        if reply.starts_with(['4', '5']) {
+            self.errors += 1;
+        }
         let mut wire = reply.replace('\n', "\r\n");
         wire.push_str("\r\n");
         self.stream.write_all(wire.as_bytes()).await
@@ -681,6 +718,17 @@ impl Session {
                 "input sent after {verb} before its reply: {:?}",
                 String::from_utf8_lossy(&self.input)
             ));
+        }
+
+        if self
+            .behaviour()
+            .error_limit
+            .is_some_and(|limit| self.errors >= limit)
+        {
+            let text = format!("{} Error: too many errors", self.behaviour().hostname);
+            let reply = self.reply(421, "4.7.0", &text);
+            self.send(&reply).await?;
+            return Ok(Next::Close);
         }
 
         if self.greeting_rejected && verb != "QUIT" {
@@ -950,6 +998,14 @@ impl Session {
             body.extend_from_slice(line.strip_prefix(b".").unwrap_or(&line));
             if close_after.is_some_and(|limit| raw.len() >= limit) {
                 return Ok(Next::Close);
+            }
+            if self
+                .behaviour()
+                .stall_after
+                .is_some_and(|limit| raw.len() >= limit)
+            {
+                // Hold the connection, never reading again, until the upstream is dropped.
+                std::future::pending::<()>().await;
             }
             if !line.ends_with(b"\n") {
                 self.violation("connection closed in the middle of message content".to_owned());

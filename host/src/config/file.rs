@@ -42,6 +42,9 @@ pub struct ProxySection {
     pub max_recipients: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_errors: Option<u32>,
+    pub soft_error_limit: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub error_sleep: Option<Duration>,
     pub max_connections_per_client: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub command_timeout: Option<Duration>,

@@ -63,8 +63,15 @@ pub struct ProxyConfig {
     pub max_recipients: usize,
     /// Concurrent client connections; more wait in the kernel's backlog.
     pub max_connections: usize,
-    /// Errors (bad commands, refusals of syntax) before a session is closed.
+    /// Errors (every 4xx/5xx reply to a command) before a session is
+    /// closed with 421: Postfix's `smtpd_hard_error_limit`.
     pub max_errors: u32,
+    /// Errors after which each error reply waits `error_sleep`: Postfix's
+    /// `smtpd_soft_error_limit`.
+    pub soft_error_limit: u32,
+    /// The wait before each error reply past `soft_error_limit`: Postfix's
+    /// `smtpd_error_sleep_time` (zero: none).
+    pub error_sleep: Duration,
     /// Concurrent connections from one client address.
     pub max_connections_per_client: usize,
     /// Longest a session may last; it is then closed at the next command.
@@ -311,6 +318,13 @@ impl Config {
         positive("max_connections", max_connections as u64, &mut problems);
         let max_errors = proxy.max_errors.unwrap_or(20);
         positive("max_errors", u64::from(max_errors), &mut problems);
+        let soft_error_limit = proxy.soft_error_limit.unwrap_or(10);
+        let error_sleep = proxy.error_sleep.unwrap_or(Duration::from_secs(1));
+        if error_sleep > Duration::from_secs(60) {
+            // Each delayed reply holds a session slot; past a minute it is
+            // the proxy that is tied up, not the client.
+            problems.push("proxy.error_sleep: must be at most 60s".to_string());
+        }
         let max_connections_per_client = proxy.max_connections_per_client.unwrap_or(50);
         positive(
             "max_connections_per_client",
@@ -419,6 +433,8 @@ impl Config {
                 max_recipients,
                 max_connections,
                 max_errors,
+                soft_error_limit,
+                error_sleep,
                 max_connections_per_client,
                 max_session_duration,
                 early_talker_delay,
@@ -716,6 +732,24 @@ timeout = "2s"
     fn invalid_toml_names_the_line() {
         let p = problems("[proxy]\nlisten = [\n");
         assert!(p[0].starts_with("invalid TOML at line"), "{p:?}");
+    }
+
+    #[test]
+    fn error_limits_default_to_postfixs_and_the_sleep_is_bounded() {
+        let proxy = Config::parse("").expect("valid").proxy;
+        assert_eq!(
+            (proxy.max_errors, proxy.soft_error_limit, proxy.error_sleep),
+            (20, 10, Duration::from_secs(1))
+        );
+        let set = Config::parse("[proxy]\nsoft_error_limit = 3\nerror_sleep = \"250ms\"\n")
+            .expect("valid")
+            .proxy;
+        assert_eq!(
+            (set.soft_error_limit, set.error_sleep),
+            (3, Duration::from_millis(250))
+        );
+        let p = problems("[proxy]\nerror_sleep = \"2m\"\n");
+        assert!(p[0].starts_with("proxy.error_sleep:"), "{p:?}");
     }
 
     #[test]

@@ -36,7 +36,12 @@ pub struct SharedState {
     pub hostname: String,
     /// Session limits.
     pub limits: SessionLimits,
-    /// Command timeout.
+    /// Errors after which each error reply is delayed by `error_sleep`.
+    pub soft_error_limit: u32,
+    /// The delay of each error reply past `soft_error_limit`.
+    pub error_sleep: Duration,
+    /// Command timeout: also how long the client may take to accept a
+    /// write of ours.
     pub command_timeout: Duration,
     /// Data timeout.
     pub data_timeout: Duration,
@@ -123,7 +128,8 @@ pub async fn serve_client<S>(
             deadline: tokio::time::Instant::now() + state.max_session_duration,
             transcript: Transcript::default(),
             answering: Answered::Other,
-            conn: ClientConnection::with_input(ClientStream::Plain(stream), input),
+            conn: ClientConnection::with_input(ClientStream::Plain(stream), input)
+                .with_write_timeout(state.command_timeout),
             tls,
             session,
             policy: PolicyInstance::new(policy, id),
@@ -195,7 +201,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
         if !delay.is_zero() && self.conn.talks_within(delay).await {
             tracing::info!("client talked before the greeting");
             self.conn.queue(&catalogue::early_talker().to_bytes());
-            let _ = self.conn.flush().await;
+            self.flush().await;
             return;
         }
         let mut action = self.session.start();
@@ -227,11 +233,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                     }
                     self.session.policy_answered(decision, answer.offer)
                 }
-                Action::Upstream(step) => {
-                    let result = self.upstream_step(&step).await;
-                    self.session.upstream_answered(result)
-                }
+                Action::Upstream(step) => self.upstream_step(&step).await,
                 Action::Reply(reply) => {
+                    if let Some(delay) = self.error_delay(&reply) {
+                        tokio::time::sleep(delay).await;
+                    }
                     self.transcript
                         .answered(&self.answering, &reply, &self.state.metrics);
                     self.conn.queue(&reply.to_bytes());
@@ -242,17 +248,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                 }
                 Action::Close(reply) => {
                     self.transcript.abandon(&self.state.metrics);
+                    let errors = self.session.errors();
+                    if errors >= self.state.limits.max_errors {
+                        tracing::info!(errors, "too many errors; session closed");
+                        self.state.metrics.error_limit_closes.inc();
+                    }
                     self.conn.queue(&reply.to_bytes());
-                    let _ = self.conn.flush().await;
+                    self.flush().await;
                     return;
                 }
                 Action::ReceiveData(reply) => {
                     self.transcript.data_started();
                     self.conn.queue(&reply.to_bytes());
-                    if self.conn.flush().await.is_err() {
+                    if !self.flush().await {
                         return;
                     }
                     match self.receive_data().await {
+                        Ok(_)
+                            if self
+                                .upstream
+                                .as_ref()
+                                .is_some_and(Upstream::write_timed_out) =>
+                        {
+                            // Logged and counted when it happened; the
+                            // client has now sent its whole message.
+                            self.upstream = None;
+                            self.session
+                                .close_with(catalogue::timeout(&self.state.hostname))
+                        }
                         Ok(outcome) => self.session.data_received(outcome),
                         Err(ConnectionError::Timeout) => {
                             self.upstream = None;
@@ -290,7 +313,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                 }
                 Action::StartTls(reply) => {
                     self.conn.queue(&reply.to_bytes());
-                    if self.conn.flush().await.is_err() || !self.start_tls().await {
+                    if !self.flush().await || !self.start_tls().await {
                         return;
                     }
                     self.session.tls_started();
@@ -303,6 +326,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                 }
             };
         }
+    }
+
+    /// Send the queued replies; false when the client is gone or did not
+    /// take them within the command timeout (logged and counted).
+    async fn flush(&mut self) -> bool {
+        match self.conn.flush().await {
+            Ok(()) => true,
+            Err(error) => {
+                self.client_lost(&error);
+                false
+            }
+        }
+    }
+
+    /// Log and count a client that stopped reading what we write.
+    fn client_lost(&self, error: &ConnectionError) {
+        if matches!(error, ConnectionError::WriteTimeout) {
+            tracing::info!(
+                timeout = ?self.state.command_timeout,
+                "client did not read its replies in time; session ended"
+            );
+            self.state.metrics.write_timeout("client");
+        }
+    }
+
+    /// Past the soft error limit each error reply waits (Postfix's
+    /// `smtpd_error_sleep_time`): probing recipients or relay gets slow
+    /// long before the hard limit ends the session.
+    /// (Not an `async fn` on `&self`: the driver is not `Sync`.)
+    fn error_delay(&self, reply: &Reply) -> Option<Duration> {
+        (reply.code() >= 400
+            && self.session.errors() > self.state.soft_error_limit
+            && !self.state.error_sleep.is_zero())
+        .then_some(self.state.error_sleep)
     }
 
     /// End the idle upstream connection, if any (between transactions).
@@ -398,7 +455,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                 self.session
                     .close_with(catalogue::timeout(&self.state.hostname)),
             ),
-            Err(_) => Read::Gone,
+            Err(error) => {
+                self.client_lost(&error);
+                Read::Gone
+            }
         }
     }
 
@@ -431,8 +491,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                 .conn
                 .read_data_chunk(self.state.data_timeout, &mut checker)
                 .await?;
-            if let Some(upstream) = self.upstream.as_mut() {
-                upstream.write_data(self.conn.chunk_bytes(&chunk)).await;
+            if let Some(upstream) = self.upstream.as_mut()
+                && let Some(error) = upstream.write_data(self.conn.chunk_bytes(&chunk)).await
+            {
+                // The rest of the message is read and dropped, so that
+                // the client hears the answer at its end.
+                tracing::warn!("upstream: {error} while the message was streamed");
+                self.state.metrics.upstream_errors.inc();
+                if matches!(error, UpstreamError::WriteTimeout) {
+                    self.state.metrics.write_timeout("upstream");
+                }
             }
             if chunk.done {
                 break;
@@ -454,17 +522,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
         }))
     }
 
-    async fn upstream_step(&mut self, step: &UpstreamStep) -> Result<Reply, UpstreamProblem> {
-        let result = self.try_upstream_step(step).await;
-        result.map_err(|error| {
-            tracing::warn!("upstream: {error}");
-            self.state.metrics.upstream_errors.inc();
-            self.upstream = None;
-            match error {
-                UpstreamError::Protocol(_) => UpstreamProblem::Protocol,
-                _ => UpstreamProblem::Unavailable,
+    /// Perform an upstream step and hand its outcome to the session. An
+    /// upstream that said 421 (it is closing: its own error limit, say) or
+    /// did not take a write in time ends the client's session too: a fresh
+    /// connection for the same client would start the upstream's count of
+    /// that client's errors, or its wait, over again.
+    async fn upstream_step(&mut self, step: &UpstreamStep) -> Action {
+        let error = match self.try_upstream_step(step).await {
+            Ok(reply) => return self.session.upstream_answered(Ok(reply)),
+            Err(error) => error,
+        };
+        tracing::warn!("upstream: {error}");
+        self.state.metrics.upstream_errors.inc();
+        self.upstream = None;
+        match error {
+            UpstreamError::Closed(Some(reply)) => self.session.close_with(reply),
+            UpstreamError::WriteTimeout => {
+                self.state.metrics.write_timeout("upstream");
+                self.session
+                    .close_with(catalogue::timeout(&self.state.hostname))
             }
-        })
+            UpstreamError::Protocol(_) => self
+                .session
+                .upstream_answered(Err(UpstreamProblem::Protocol)),
+            _ => self
+                .session
+                .upstream_answered(Err(UpstreamProblem::Unavailable)),
+        }
     }
 
     async fn try_upstream_step(&mut self, step: &UpstreamStep) -> Result<Reply, UpstreamError> {

@@ -22,7 +22,8 @@ pub struct SessionLimits {
     pub max_message_size: u64,
     /// Recipients per transaction.
     pub max_recipients: usize,
-    /// Errors before the session is closed.
+    /// Errors before the session is closed (every 4xx/5xx reply to a
+    /// command counts, see [`Session::errors`]).
     pub max_errors: u32,
 }
 
@@ -247,8 +248,25 @@ impl Session {
         Action::Close(reply)
     }
 
+    /// Errors made so far without delivering a message: every 4xx or 5xx
+    /// reply to a command (syntax, sequence, policy refusals, the
+    /// upstream's own refusals and failures), as Postfix's smtpd counts
+    /// them, except the 452 for recipients over `max_recipients`, which is
+    /// flow control that a correct client meets (Postfix counts it only
+    /// far beyond the limit). A delivered message forgives them, as in
+    /// Postfix. At `max_errors` the session ends with 421 4.7.0; the driver
+    /// slows error replies down past its soft limit.
+    pub fn errors(&self) -> u32 {
+        self.errors
+    }
+
     /// A command line arrived (parsed, or refused by the parser).
     pub fn command(&mut self, command: Result<Command, CommandError>) -> Action {
+        let action = self.command_action(command);
+        self.counted(action)
+    }
+
+    fn command_action(&mut self, command: Result<Command, CommandError>) -> Action {
         debug_assert!(
             matches!(self.pending, Pending::None),
             "command while {:?}",
@@ -307,11 +325,17 @@ impl Session {
     /// which then ends the exchange).
     pub fn line_too_long(&mut self) -> Action {
         self.pending = Pending::None;
-        self.error(catalogue::line_too_long())
+        let action = self.error(catalogue::line_too_long());
+        self.counted(action)
     }
 
     /// The client's line in answer to an [`Action::AuthChallenge`].
     pub fn auth_response(&mut self, line: &[u8]) -> Action {
+        let action = self.auth_response_action(line);
+        self.counted(action)
+    }
+
+    fn auth_response_action(&mut self, line: &[u8]) -> Action {
         let pending = std::mem::replace(&mut self.pending, Pending::None);
         if line == b"*" {
             return self.error(auth_replies::cancelled());
@@ -339,6 +363,11 @@ impl Session {
 
     /// The backend's verdict on the credentials of [`Action::VerifyCredentials`].
     pub fn credentials_checked(&mut self, check: CredentialCheck) -> Action {
+        let action = self.credentials_action(check);
+        self.counted(action)
+    }
+
+    fn credentials_action(&mut self, check: CredentialCheck) -> Action {
         let Pending::AuthVerify { mechanism, user } =
             std::mem::replace(&mut self.pending, Pending::None)
         else {
@@ -377,6 +406,18 @@ impl Session {
 
     /// The policy answered the pending question.
     pub fn policy_answered(&mut self, decision: Decision, offer: Offer) -> Action {
+        // The greeting answers no command: a refused connection's 554 is
+        // not an error of the client's (the commands it then sends are).
+        let greeting = matches!(self.pending, Pending::Connect);
+        let action = self.policy_action(decision, offer);
+        if greeting {
+            action
+        } else {
+            self.counted(action)
+        }
+    }
+
+    fn policy_action(&mut self, decision: Decision, offer: Offer) -> Action {
         match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::Connect => match decision {
                 Decision::Accept => {
@@ -457,6 +498,17 @@ impl Session {
 
     /// The upstream answered the pending step (or could not).
     pub fn upstream_answered(&mut self, reply: Result<Reply, UpstreamProblem>) -> Action {
+        let delivered = matches!(self.pending, Pending::EndData)
+            && matches!(&reply, Ok(reply) if reply.is_positive());
+        let action = self.upstream_action(reply);
+        if delivered {
+            // Postfix forgives a client's errors once it delivers a message.
+            self.errors = 0;
+        }
+        self.counted(action)
+    }
+
+    fn upstream_action(&mut self, reply: Result<Reply, UpstreamProblem>) -> Action {
         let pending = std::mem::replace(&mut self.pending, Pending::None);
         let reply = match reply {
             Ok(reply) => reply,
@@ -502,6 +554,11 @@ impl Session {
 
     /// Receiving the message ended.
     pub fn data_received(&mut self, outcome: DataOutcome) -> Action {
+        let action = self.data_action(outcome);
+        self.counted(action)
+    }
+
+    fn data_action(&mut self, outcome: DataOutcome) -> Action {
         match outcome {
             DataOutcome::Complete(summary) => {
                 self.pending = Pending::DataPolicy;
@@ -642,7 +699,7 @@ impl Session {
             }
             (Mechanism::Login, Some(response)) => {
                 self.pending = Pending::AuthLoginUser;
-                self.auth_response(response.as_bytes())
+                self.auth_response_action(response.as_bytes())
             }
         }
     }
@@ -714,13 +771,30 @@ impl Session {
         }
     }
 
-    /// Count an error; too many end the session.
+    /// An error reply (counted like every other 4xx/5xx by [`Self::counted`]).
     fn error(&mut self, reply: Reply) -> Action {
+        Action::Reply(reply)
+    }
+
+    /// Count the reply the client is about to get if it is an error (see
+    /// [`Session::errors`]); the one that reaches `max_errors` becomes
+    /// 421 4.7.0 and the session ends.
+    fn counted(&mut self, action: Action) -> Action {
+        let (Action::Reply(reply) | Action::AbortUpstream(reply)) = &action else {
+            return action;
+        };
+        if reply.code() < 400 || *reply == catalogue::too_many_recipients() {
+            return action;
+        }
         self.errors += 1;
         if self.errors >= self.limits.max_errors {
+            // The upstream transaction goes with the session (a message
+            // half sent upstream is dropped: `Upstream::quit` sends no QUIT
+            // inside one).
+            self.reset_transaction();
             return self.close_with(catalogue::too_many_errors(&self.hostname));
         }
-        Action::Reply(reply)
+        action
     }
 
     fn reset_transaction(&mut self) {

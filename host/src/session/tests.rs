@@ -536,3 +536,72 @@ fn starttls_refusals() {
     upstream_ok(&mut s, 250);
     assert_eq!(code(&cmd(&mut s, "STARTTLS")), 503);
 }
+
+// Error counting: every 4xx/5xx reply to a command, as Postfix's smtpd.
+
+#[test]
+fn refused_recipients_count_as_errors_and_a_delivery_forgives_them() {
+    let mut s = ready();
+    cmd(&mut s, "MAIL FROM:<a@x.test>");
+    accept(&mut s);
+    upstream_ok(&mut s, 250);
+    // Policy refusals and the upstream's own refusals both count.
+    for n in 1..=4 {
+        cmd(&mut s, "RCPT TO:<relay@elsewhere.test>");
+        let refused = s.policy_answered(
+            Decision::Reject(Reply::new(554, "5.7.1 relay denied")),
+            Offer::default(),
+        );
+        assert_eq!(code(&refused), 554);
+        cmd(&mut s, "RCPT TO:<unknown@x.test>");
+        accept(&mut s);
+        assert_eq!(code(&upstream_ok(&mut s, 550)), 550);
+        assert_eq!(s.errors(), 2 * n);
+    }
+    // Recipients over max_recipients (2) get 452: flow control, not an error.
+    for _ in 0..2 {
+        cmd(&mut s, "RCPT TO:<b@x.test>");
+        accept(&mut s);
+        upstream_ok(&mut s, 250);
+    }
+    assert_eq!(code(&cmd(&mut s, "RCPT TO:<c@x.test>")), 452);
+    assert_eq!(s.errors(), 8);
+    // A delivered message forgives them.
+    cmd(&mut s, "DATA");
+    upstream_ok(&mut s, 354);
+    s.data_received(DataOutcome::Complete(MessageSummary::default()));
+    accept(&mut s);
+    assert_eq!(code(&upstream_ok(&mut s, 250)), 250);
+    assert_eq!(s.errors(), 0);
+    // Ten more refusals reach max_errors (10): the tenth is the 421.
+    cmd(&mut s, "MAIL FROM:<a@x.test>");
+    accept(&mut s);
+    upstream_ok(&mut s, 250);
+    for _ in 0..9 {
+        cmd(&mut s, "RCPT TO:<unknown@x.test>");
+        accept(&mut s);
+        assert_eq!(code(&upstream_ok(&mut s, 550)), 550);
+    }
+    cmd(&mut s, "RCPT TO:<unknown@x.test>");
+    accept(&mut s);
+    let closed = upstream_ok(&mut s, 550);
+    assert!(
+        matches!(closed, Action::Close(ref r) if r.code() == 421 && r.lines()[0].starts_with("4.7.0")),
+        "{closed:?}"
+    );
+    assert!(s.is_closed());
+}
+
+#[test]
+fn a_refused_connection_is_not_an_error_but_what_follows_is() {
+    let mut s = session();
+    s.start();
+    let greeting = s.policy_answered(
+        Decision::Reject(Reply::new(554, "5.7.1 go away")),
+        Offer::default(),
+    );
+    assert_eq!(code(&greeting), 554);
+    assert_eq!(s.errors(), 0);
+    assert_eq!(code(&cmd(&mut s, "EHLO client.test")), 503);
+    assert_eq!(s.errors(), 1);
+}

@@ -33,6 +33,10 @@ pub enum UpstreamError {
     /// The upstream did not answer in time.
     #[error("upstream timed out")]
     Timeout,
+    /// The upstream did not take what we wrote in time (it stopped
+    /// reading): the connection cannot be used any more.
+    #[error("upstream did not read what was sent within the timeout")]
+    WriteTimeout,
     /// The connection broke.
     #[error("upstream connection lost: {0}")]
     Io(#[from] io::Error),
@@ -96,7 +100,12 @@ pub struct Upstream {
     /// One timer for every wait on this connection.
     waits: LazyTimeout,
     in_transaction: bool,
+    /// Between the 354 to DATA and the end of the message: a QUIT now
+    /// would only be message content.
+    in_data: bool,
     data_failed: Option<io::ErrorKind>,
+    /// A write did not finish in time: nothing more may be sent.
+    write_timed_out: bool,
 }
 
 impl Upstream {
@@ -145,7 +154,9 @@ impl Upstream {
             timeout: settings.timeout,
             waits: LazyTimeout::new(),
             in_transaction: false,
+            in_data: false,
             data_failed: None,
+            write_timed_out: false,
         };
         upstream.greeting_and_ehlo(&settings.hostname).await?;
         settings
@@ -216,23 +227,33 @@ impl Upstream {
     /// DATA; a 354 means message lines may follow.
     pub async fn data(&mut self) -> Result<Reply, UpstreamError> {
         self.data_failed = None;
-        self.command("DATA").await
+        let reply = self.command("DATA").await?;
+        self.in_data = reply.is_intermediate();
+        Ok(reply)
     }
 
     /// Stream checked message lines (dot-stuffing kept as received).
-    /// A write failure is remembered and reported by [`Upstream::end_data`].
-    pub async fn write_data(&mut self, bytes: &[u8]) {
+    /// A write failure is remembered and reported by [`Upstream::end_data`];
+    /// the first one is returned so that the caller can log it once.
+    pub async fn write_data(&mut self, bytes: &[u8]) -> Option<UpstreamError> {
         if self.data_failed.is_some() {
-            return;
+            return None;
         }
         let write = self
             .waits
             .run_for(self.timeout, self.writer.write_all(bytes))
             .await;
         match write {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => self.data_failed = Some(e.kind()),
-            Err(_) => self.data_failed = Some(io::ErrorKind::TimedOut),
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => {
+                self.data_failed = Some(e.kind());
+                Some(UpstreamError::Io(e))
+            }
+            Err(_) => {
+                self.data_failed = Some(io::ErrorKind::TimedOut);
+                self.write_timed_out = true;
+                Some(UpstreamError::WriteTimeout)
+            }
         }
     }
 
@@ -241,17 +262,32 @@ impl Upstream {
         self.data_failed.is_some()
     }
 
+    /// Did a write to the upstream not finish in time?
+    pub fn write_timed_out(&self) -> bool {
+        self.write_timed_out
+    }
+
     /// End the message and return the upstream's verdict on it.
     pub async fn end_data(&mut self) -> Result<Reply, UpstreamError> {
+        if self.write_timed_out {
+            return Err(UpstreamError::WriteTimeout);
+        }
         if let Some(kind) = self.data_failed {
             return Err(UpstreamError::Io(kind.into()));
         }
         self.in_transaction = false;
+        self.in_data = false;
         self.command_bytes(b".\r\n").await
     }
 
     /// Say goodbye politely (errors ignored: the connection is done anyway).
+    /// Inside a message, or after a write that timed out, there is no
+    /// polite way: the connection is dropped, which makes the upstream
+    /// discard the partial message.
     pub async fn quit(mut self) {
+        if self.in_data || self.write_timed_out {
+            return;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.command("QUIT")).await;
     }
 
@@ -264,14 +300,24 @@ impl Upstream {
     }
 
     async fn command_bytes(&mut self, bytes: &[u8]) -> Result<Reply, UpstreamError> {
+        if self.write_timed_out {
+            return Err(UpstreamError::WriteTimeout);
+        }
         let writer = &mut self.writer;
-        self.waits
+        let written = self
+            .waits
             .run_for(self.timeout, async {
                 writer.write_all(bytes).await?;
                 writer.flush().await
             })
-            .await
-            .map_err(|_| UpstreamError::Timeout)??;
+            .await;
+        match written {
+            Ok(result) => result?,
+            Err(_) => {
+                self.write_timed_out = true;
+                return Err(UpstreamError::WriteTimeout);
+            }
+        }
         let reply = self.read_reply().await?;
         if reply.code() == 421 {
             return Err(UpstreamError::Closed(Some(reply)));
