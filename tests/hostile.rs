@@ -45,7 +45,9 @@ async fn greeting_from(proxy: &TestProxy, from: &str) -> (SmtpClient, u16) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_address_cannot_hold_every_connection() {
-    let (_upstream, proxy) = start("max_connections_per_client = 2").await;
+    // Loopback is exempt from the cap by default: these tests connect from
+    // loopback addresses, so the list is emptied.
+    let (_upstream, proxy) = start("max_connections_per_client = 2\nper_client_exempt = []").await;
     let (first, code) = greeting_from(&proxy, "127.0.0.4").await;
     assert_eq!(code, 220);
     let (_second, code) = greeting_from(&proxy, "127.0.0.4").await;
@@ -267,4 +269,64 @@ async fn hostile_bytes_in_commands() {
             .iter()
             .all(|s| s.commands.iter().all(|c| !c.starts_with("MAIL")))
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listed_exempt_clients_pass_the_per_client_cap_and_others_do_not() {
+    let (_upstream, proxy) = start(
+        "max_connections_per_client = 2\nper_client_exempt = [\"127.0.0.5/32\", \"192.0.2.0/24\"]",
+    )
+    .await;
+    let mut exempt = Vec::new();
+    for i in 0..12 {
+        let (c, code) = greeting_from(&proxy, "127.0.0.5").await;
+        assert_eq!(code, 220, "exempt connection {i}");
+        exempt.push(c);
+    }
+    let (_first, code) = greeting_from(&proxy, "127.0.0.6").await;
+    assert_eq!(code, 220);
+    let (_second, code) = greeting_from(&proxy, "127.0.0.6").await;
+    assert_eq!(code, 220);
+    let (_third, code) = greeting_from(&proxy, "127.0.0.6").await;
+    assert_eq!(code, 421, "a client outside the list is still capped");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loopback_is_exempt_from_the_per_client_cap_by_default() {
+    let (_upstream, proxy) = start("max_connections_per_client = 1").await;
+    let mut open = Vec::new();
+    for i in 0..5 {
+        let (c, code) = greeting_from(&proxy, "127.0.0.7").await;
+        assert_eq!(code, 220, "connection {i}");
+        open.push(c);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_global_cap_still_applies_to_exempt_clients() {
+    let (_upstream, proxy) = start(
+        "max_connections = 3\nmax_connections_per_client = 1\nper_client_exempt = [\"127.0.0.5/32\"]",
+    )
+    .await;
+    // A connection permit is taken before each accept, so the IPv6
+    // listener's idle accept holds one of the three where there is one.
+    let served = 3 - usize::from(proxy.addr_v6().is_some());
+    let mut open = Vec::new();
+    for _ in 0..served {
+        let (c, code) = greeting_from(&proxy, "127.0.0.5").await;
+        assert_eq!(code, 220);
+        open.push(c);
+    }
+    // The next waits in the backlog: connected, but not served.
+    let mut waiting = SmtpClient::connect_from("127.0.0.5".parse().unwrap(), proxy.addr())
+        .await
+        .unwrap();
+    waiting.set_read_timeout(Duration::from_millis(700));
+    assert!(
+        waiting.read_reply().await.is_err(),
+        "served beyond max_connections"
+    );
+    open.pop().unwrap().quit().await.unwrap();
+    waiting.set_read_timeout(Duration::from_secs(10));
+    assert_eq!(waiting.read_reply().await.unwrap().code, 220);
 }

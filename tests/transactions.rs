@@ -328,3 +328,228 @@ async fn syntax_and_sequence_errors() {
         .collect();
     assert!(forwarded.is_empty(), "nothing was forwarded: {forwarded:?}");
 }
+
+/// [`CONFIG`] with one more local domain, `bücher.example` in its ASCII
+/// (xn--) form, as `local_domains` requires.
+const UTF8_CONFIG: &str = r#"
+[proxy]
+upstream = "{upstream}"
+hostname = "mx.example.com"
+upstream_timeout = "2s"
+
+[policy.config]
+open_relay_addr_flag = 1
+open_relay_addr_list = ["127.0.0.2"]
+local_domains = ["example.com", "xn--bcher-kva.example"]
+"#;
+
+/// A greeted client from `from` whose EHLO offers SMTPUTF8 (the proxy offers
+/// it once it has seen the upstream offer it, which its start-up probe
+/// learns).
+async fn utf8_client(proxy: &TestProxy, from: &str) -> SmtpClient {
+    let started = std::time::Instant::now();
+    loop {
+        let mut c = SmtpClient::connect_from(from.parse().unwrap(), proxy.addr())
+            .await
+            .unwrap();
+        assert_eq!(c.read_reply().await.unwrap().code, 220);
+        if c.ehlo("client.test")
+            .await
+            .unwrap()
+            .has_extension("SMTPUTF8")
+        {
+            return c;
+        }
+        assert!(started.elapsed() < WAIT, "SMTPUTF8 never offered");
+        c.quit().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smtputf8_on_mail_carries_to_utf8_recipients_intact() {
+    let upstream = RecordingUpstream::start(UpstreamBehaviour::default().with(Extension::SmtpUtf8))
+        .await
+        .unwrap();
+    let proxy = TestProxy::start(UTF8_CONFIG, upstream.addr())
+        .await
+        .unwrap();
+
+    // A listed client relays anywhere: a remote UTF-8 domain, a local domain
+    // with a UTF-8 local part, a U-label domain, a quoted UTF-8 local part.
+    let mut c = utf8_client(&proxy, "127.0.0.2").await;
+    let recipients = [
+        "用户@例子.广告",
+        "josé@example.com",
+        "jürgen@bücher.example",
+        "\"δοκιμή χρήστης\"@example.com",
+    ];
+    c.cmd_expect("MAIL FROM:<josé@example.com> SMTPUTF8", 250)
+        .await
+        .unwrap();
+    for rcpt in recipients {
+        c.cmd_expect(&format!("RCPT TO:<{rcpt}>"), 250)
+            .await
+            .unwrap();
+    }
+    c.cmd_expect("DATA", 354).await.unwrap();
+    let content = "Subject: Grüße\r\nFrom: josé@example.com\r\n\r\n你好\r\n";
+    let end = c.send_content(content.as_bytes()).await.unwrap();
+    assert_eq!(end.code, 250, "{end:?}");
+
+    // The unlisted client may send to local domains only; the default
+    // policy reads UTF-8 local parts, and compares domains as given: the
+    // U-label form of a domain listed in its xn-- form is not local.
+    let mut u = utf8_client(&proxy, "127.0.0.3").await;
+    u.cmd_expect("MAIL FROM:<用户@例子.广告> SMTPUTF8", 250)
+        .await
+        .unwrap();
+    for (rcpt, code) in [
+        ("josé@example.com", 250),
+        ("jürgen@xn--bcher-kva.example", 250),
+        ("jürgen@bücher.example", 554),
+        ("用户@例子.广告", 554),
+        ("\"δοκιμή\"@example.com", 250),
+    ] {
+        let reply = u.cmd(&format!("RCPT TO:<{rcpt}>")).await.unwrap();
+        assert_eq!(reply.code, code, "{rcpt}: {reply:?}");
+    }
+    u.cmd_expect("DATA", 354).await.unwrap();
+    assert_eq!(
+        u.send_content(b"Subject: x\r\n\r\nx\r\n")
+            .await
+            .unwrap()
+            .code,
+        250
+    );
+
+    let messages = upstream.wait_for_messages(2, WAIT).await.unwrap();
+    assert_eq!(messages[0].sender, "josé@example.com");
+    assert_eq!(messages[0].mail_params, ["SMTPUTF8"]);
+    assert_eq!(messages[0].recipients, recipients);
+    assert_eq!(messages[0].body, content.as_bytes());
+    assert_eq!(messages[1].sender, "用户@例子.广告");
+    assert_eq!(
+        messages[1].recipients,
+        [
+            "josé@example.com",
+            "jürgen@xn--bcher-kva.example",
+            "\"δοκιμή\"@example.com"
+        ]
+    );
+    // Byte for byte on the wire (the log decodes lines lossily: a mangled
+    // byte would show as U+FFFD and not match).
+    let sent: Vec<String> = upstream
+        .sessions()
+        .iter()
+        .flat_map(|s| s.commands.clone())
+        .filter(|c| c.starts_with("MAIL") || c.starts_with("RCPT"))
+        .collect();
+    assert!(
+        sent.contains(&"RCPT TO:<用户@例子.广告>".to_string()),
+        "{sent:?}"
+    );
+    assert!(
+        sent.contains(&"MAIL FROM:<josé@example.com> SMTPUTF8".to_string()),
+        "{sent:?}"
+    );
+    assert!(
+        upstream.violations().is_empty(),
+        "{:?}",
+        upstream.violations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_ascii_without_smtputf8_is_still_553() {
+    let upstream = RecordingUpstream::start(UpstreamBehaviour::default().with(Extension::SmtpUtf8))
+        .await
+        .unwrap();
+    let proxy = TestProxy::start(UTF8_CONFIG, upstream.addr())
+        .await
+        .unwrap();
+    let mut c = utf8_client(&proxy, "127.0.0.2").await;
+    let reply = c.cmd("MAIL FROM:<josé@example.com>").await.unwrap();
+    assert_eq!(
+        (reply.code, reply.enhanced_status()),
+        (553, Some("5.6.7")),
+        "{reply:?}"
+    );
+    c.cmd_expect("MAIL FROM:<jose@example.com>", 250)
+        .await
+        .unwrap();
+    for rcpt in ["用户@例子.广告", "josé@example.com", "user@bücher.example"] {
+        let reply = c.cmd(&format!("RCPT TO:<{rcpt}>")).await.unwrap();
+        assert_eq!(
+            (reply.code, reply.enhanced_status()),
+            (553, Some("5.6.7")),
+            "{rcpt}"
+        );
+    }
+    c.cmd_expect("RCPT TO:<bob@example.com>", 250)
+        .await
+        .unwrap();
+    c.cmd_expect("RSET", 250).await.unwrap();
+    // SMTPUTF8 holds for its own transaction only.
+    c.cmd_expect("MAIL FROM:<a@example.com> SMTPUTF8", 250)
+        .await
+        .unwrap();
+    c.cmd_expect("RCPT TO:<josé@example.com>", 250)
+        .await
+        .unwrap();
+    c.cmd_expect("RSET", 250).await.unwrap();
+    c.cmd_expect("MAIL FROM:<a@example.com>", 250)
+        .await
+        .unwrap();
+    assert_eq!(c.cmd("RCPT TO:<josé@example.com>").await.unwrap().code, 553);
+    c.quit().await.unwrap();
+    let sent: Vec<String> = upstream
+        .sessions()
+        .iter()
+        .flat_map(|s| s.commands.clone())
+        .filter(|c| !c.is_ascii())
+        .collect();
+    assert_eq!(
+        sent,
+        ["RCPT TO:<josé@example.com>"],
+        "only the SMTPUTF8 transaction's recipient reached the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smtputf8_is_refused_when_the_upstream_does_not_offer_it() {
+    let (upstream, proxy) = start(UpstreamBehaviour::default()).await;
+    // The start-up probe has seen what the upstream offers.
+    upstream
+        .wait_until(WAIT, |log| log.sessions.iter().any(|s| s.closed))
+        .await
+        .unwrap();
+    let mut c = client(&proxy).await;
+    assert!(
+        !c.ehlo("client.test")
+            .await
+            .unwrap()
+            .has_extension("SMTPUTF8")
+    );
+    for mail in [
+        "MAIL FROM:<josé@example.com> SMTPUTF8",
+        "MAIL FROM:<a@example.com> SMTPUTF8",
+    ] {
+        let reply = c.cmd(mail).await.unwrap();
+        assert_eq!(
+            (reply.code, reply.enhanced_status()),
+            (555, Some("5.5.4")),
+            "{mail}"
+        );
+    }
+    c.cmd_expect("MAIL FROM:<a@example.com>", 250)
+        .await
+        .unwrap();
+    assert_eq!(c.cmd("RCPT TO:<josé@example.com>").await.unwrap().code, 553);
+    c.quit().await.unwrap();
+    assert!(
+        upstream.violations().is_empty(),
+        "{:?}",
+        upstream.violations()
+    );
+}

@@ -162,11 +162,7 @@ impl App {
             listeners,
             admin,
             reloader,
-            limits: ServerLimits {
-                max_connections: proxy.max_connections,
-                max_connections_per_client: proxy.max_connections_per_client,
-                shutdown_grace: proxy.shutdown_grace,
-            },
+            limits: server_limits(config),
         })
     }
 
@@ -203,6 +199,39 @@ impl App {
             admin.abort();
         }
     }
+}
+
+/// `[proxy]`'s connection limits, with the per-client exemption resolved
+/// (by default loopback and this machine's addresses, as found now).
+fn server_limits(config: &Config) -> ServerLimits {
+    let proxy = &config.proxy;
+    let exempt = crate::client_group::exempt_or_own(proxy.per_client_exempt.as_deref());
+    tracing::info!(
+        max_connections = proxy.max_connections,
+        per_client = proxy.max_connections_per_client,
+        ipv6_prefix = proxy.per_client_ipv6_prefix,
+        exempt = %describe_networks(&exempt),
+        "connection limits"
+    );
+    ServerLimits {
+        max_connections: proxy.max_connections,
+        max_connections_per_client: proxy.max_connections_per_client,
+        per_client_ipv6_prefix: proxy.per_client_ipv6_prefix,
+        per_client_exempt: exempt,
+        shutdown_grace: proxy.shutdown_grace,
+    }
+}
+
+/// Networks for a log line or `relaygate check`: "none" when empty.
+pub fn describe_networks(networks: &[ipnet::IpNet]) -> String {
+    if networks.is_empty() {
+        return "none".to_string();
+    }
+    networks
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn bind(config: &Config) -> anyhow::Result<Vec<Listener>> {

@@ -2,6 +2,13 @@
 //! names, with a small TTL cache and a timeout. Name servers come from
 //! `[dns] nameservers`, else from the system's resolv.conf.
 //!
+//! A forward-confirmed name lookup is bounded as a whole, not only per
+//! query: whoever controls a client's reverse zone chooses how many PTR
+//! names it has and how slowly their forward zones answer, so only the first
+//! [`MAX_CONFIRMED_NAMES`] names are tried, in parallel, and the lookup ends
+//! at `[dns] client_name_timeout` ([`CLIENT_NAME_TIMEOUT`] by default) with
+//! whatever was confirmed by then.
+//!
 //! Queries go straight to the name servers through hickory's name-server
 //! pool rather than its stub resolver: the stub resolver answers reverse
 //! lookups of loopback addresses itself ("localhost", RFC 6761), while a
@@ -9,6 +16,7 @@
 
 use crate::config::DnsConfig;
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsHandle, NetError};
@@ -27,6 +35,12 @@ const MIN_TTL: Duration = Duration::from_secs(5);
 const MAX_TTL: Duration = Duration::from_secs(3600);
 /// How long "no such name" is cached.
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
+/// Default of `[dns] client_name_timeout`: the longest a forward-confirmed
+/// name lookup (the PTR query and the forward queries after it) may take.
+pub const CLIENT_NAME_TIMEOUT: Duration = Duration::from_secs(5);
+/// PTR names of one address whose forward lookups are tried; any further
+/// names are ignored (a real host has one, rarely a few).
+pub const MAX_CONFIRMED_NAMES: usize = 10;
 
 /// Why a lookup has no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +79,8 @@ enum Source {
 pub struct Dns {
     source: Source,
     timeout: Duration,
+    /// Bound of a whole [`Dns::confirmed_name`].
+    name_timeout: Duration,
     cache: Arc<Mutex<Cache>>,
 }
 
@@ -97,6 +113,7 @@ impl Dns {
         Ok(Self {
             source: Source::Servers(pool),
             timeout: config.timeout,
+            name_timeout: config.client_name_timeout,
             cache: Arc::new(Mutex::new(HashMap::new())),
         })
     }
@@ -107,6 +124,7 @@ impl Dns {
         Self {
             source: Source::Fixed(records),
             timeout: Duration::ZERO,
+            name_timeout: CLIENT_NAME_TIMEOUT,
             cache: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -159,15 +177,53 @@ impl Dns {
     }
 
     /// The first PTR name of `ip` whose forward lookup includes `ip`.
+    ///
+    /// Bounded as a whole by `[dns] client_name_timeout`: the forward
+    /// lookups of the first [`MAX_CONFIRMED_NAMES`] names run in parallel,
+    /// and the answer is the first name in PTR order that is confirmed once
+    /// the names before it have answered; at the deadline, the first name
+    /// confirmed by then. A name that fails to resolve does not hide one
+    /// that is confirmed. With no name confirmed, an error when a lookup
+    /// failed or ran out of time, else none.
     pub async fn confirmed_name(&self, ip: IpAddr) -> Result<Option<String>, DnsError> {
         let ip = canonical(ip);
-        for name in self.reverse(ip).await? {
-            let addresses = self.forward(&name).await?;
-            if addresses.into_iter().map(canonical).any(|a| a == ip) {
-                return Ok(Some(name));
+        let deadline = tokio::time::Instant::now() + self.name_timeout;
+        let mut names = tokio::time::timeout_at(deadline, self.reverse(ip))
+            .await
+            .map_err(|_| DnsError::Timeout)??;
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|name| seen.insert(name.clone()));
+        names.truncate(MAX_CONFIRMED_NAMES);
+        let mut lookups: FuturesUnordered<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| async move { (i, self.forward(name).await) })
+            .collect();
+        // Per name: none while its lookup runs, then confirmed or not.
+        let mut outcomes: Vec<Confirmation> = vec![None; names.len()];
+        loop {
+            if let Some(decided) = decide(&names, &outcomes) {
+                return decided;
+            }
+            match tokio::time::timeout_at(deadline, lookups.next()).await {
+                Ok(Some((i, result))) => {
+                    outcomes[i] =
+                        Some(result.map(|addresses| {
+                            addresses.into_iter().map(canonical).any(|a| a == ip)
+                        }));
+                }
+                Ok(None) => unreachable!("decided once every lookup has answered"),
+                Err(_) => break,
             }
         }
-        Ok(None)
+        let confirmed = names
+            .iter()
+            .zip(&outcomes)
+            .find(|(_, outcome)| matches!(outcome, Some(Ok(true))));
+        match confirmed {
+            Some((name, _)) => Ok(Some(name.clone())),
+            None => Err(DnsError::Timeout),
+        }
     }
 
     /// One query, answered from the cache when fresh.
@@ -234,6 +290,29 @@ impl Dns {
     }
 }
 
+/// One PTR name's forward confirmation: none while its lookup runs, then
+/// whether its addresses include the client's, or why there is no answer.
+type Confirmation = Option<Result<bool, DnsError>>;
+
+/// The answer of a confirmed-name lookup once it no longer depends on the
+/// lookups still running: the first confirmed name in PTR order whose
+/// predecessors have all answered; or, when every lookup has answered and
+/// none confirmed, the first failure or none.
+fn decide(names: &[String], outcomes: &[Confirmation]) -> Option<Result<Option<String>, DnsError>> {
+    let mut failure = None;
+    for (name, outcome) in names.iter().zip(outcomes) {
+        match outcome {
+            None => return None,
+            Some(Ok(true)) => return Some(Ok(Some(name.clone()))),
+            Some(Ok(false)) => {}
+            Some(Err(e)) => {
+                failure.get_or_insert_with(|| e.clone());
+            }
+        }
+    }
+    Some(failure.map_or(Ok(None), Err))
+}
+
 /// IPv4-mapped IPv6 addresses compare as IPv4.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -244,4 +323,85 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 
 fn normalise(name: &Name) -> String {
     name.to_ascii().trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixed(reverse: &[(&str, &[&str])], forward: &[(&str, &str)]) -> Dns {
+        let mut records = FixedRecords::default();
+        for (ip, names) in reverse {
+            records.reverse.insert(
+                ip.parse().unwrap(),
+                names.iter().map(|n| n.to_string()).collect(),
+            );
+        }
+        for (name, ip) in forward {
+            records
+                .forward
+                .entry(name.to_string())
+                .or_default()
+                .push(ip.parse().unwrap());
+        }
+        Dns::fixed(Arc::new(Mutex::new(records)))
+    }
+
+    #[tokio::test]
+    async fn only_the_first_ptr_names_are_tried() {
+        let many: Vec<String> = (0..30).map(|i| format!("n{i}.example.net")).collect();
+        let names: Vec<&str> = many.iter().map(String::as_str).collect();
+        let ip = "192.0.2.7";
+        // Only the 11th name would confirm: past the limit, so no name.
+        let dns = fixed(&[(ip, &names)], &[("n10.example.net", ip)]);
+        assert_eq!(dns.confirmed_name(ip.parse().unwrap()).await, Ok(None));
+        // The 10th is within it; duplicates count once.
+        let mut dup = vec!["n0.example.net"; 20];
+        dup.extend(&names);
+        let dns = fixed(&[(ip, &dup)], &[("n9.example.net", ip)]);
+        assert_eq!(
+            dns.confirmed_name(ip.parse().unwrap()).await,
+            Ok(Some("n9.example.net".into()))
+        );
+        // The first confirmed name in PTR order wins.
+        let dns = fixed(
+            &[(ip, &names)],
+            &[("n5.example.net", ip), ("n2.example.net", ip)],
+        );
+        assert_eq!(
+            dns.confirmed_name("::ffff:192.0.2.7".parse().unwrap())
+                .await,
+            Ok(Some("n2.example.net".into()))
+        );
+    }
+
+    #[test]
+    fn the_answer_waits_only_for_earlier_names() {
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let timeout = || Some(Err(DnsError::Timeout));
+        let cases: Vec<(Vec<Confirmation>, _)> = vec![
+            // An earlier name still running: undecided.
+            (vec![None, Some(Ok(true)), None], None),
+            // The first name confirmed: the others do not matter.
+            (vec![Some(Ok(true)), None, None], Some(Ok(Some("a".into())))),
+            // Earlier names answered (even failed): the confirmed one wins.
+            (
+                vec![timeout(), Some(Ok(false)), Some(Ok(true))],
+                Some(Ok(Some("c".into()))),
+            ),
+            // All answered, none confirmed: the failure, else none.
+            (
+                vec![Some(Ok(false)), timeout(), Some(Ok(false))],
+                Some(Err(DnsError::Timeout)),
+            ),
+            (
+                vec![Some(Ok(false)), Some(Ok(false)), Some(Ok(false))],
+                Some(Ok(None)),
+            ),
+        ];
+        for (outcomes, want) in cases {
+            assert_eq!(decide(&names, &outcomes), want, "{outcomes:?}");
+        }
+        assert_eq!(decide(&[], &[]), Some(Ok(None)));
+    }
 }

@@ -26,6 +26,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod client_group;
 pub mod config;
 pub mod connection;
 pub mod dns;

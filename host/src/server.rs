@@ -1,6 +1,7 @@
 //! The accept loop: a connection permit is taken before `accept` (so a full
 //! proxy applies backpressure through the kernel's backlog instead of an
-//! unbounded queue), one address may hold only so many connections, each
+//! unbounded queue), one client (an IPv4 address, an IPv6 prefix) may hold
+//! only so many connections unless it is exempt, each
 //! client runs in its own task, and shutdown stops accepting, lets sessions
 //! finish at their next command boundary within a grace period, then ends
 //! the rest.
@@ -20,12 +21,17 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 /// Server-wide limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerLimits {
     /// Concurrent client connections.
     pub max_connections: usize,
-    /// Concurrent connections from one client address.
+    /// Concurrent connections from one client (see [`crate::client_group`]).
     pub max_connections_per_client: usize,
+    /// IPv6 clients are counted per prefix of this length.
+    pub per_client_ipv6_prefix: u8,
+    /// Clients in these networks are not counted per client (only against
+    /// `max_connections`).
+    pub per_client_exempt: Vec<ipnet::IpNet>,
     /// Time sessions get to finish after shutdown starts.
     pub shutdown_grace: Duration,
 }
@@ -50,7 +56,11 @@ pub async fn run(
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let per_client = PerClient::new(limits.max_connections_per_client);
+    let per_client = PerClient::new(
+        limits.max_connections_per_client,
+        limits.per_client_ipv6_prefix,
+        limits.per_client_exempt,
+    );
     let mut accept_loops = JoinSet::new();
     for listener in listeners {
         accept_loops.spawn(accept_loop(
@@ -153,50 +163,65 @@ async fn accept_loop(
     }
 }
 
-/// Connections open per client address, shared by every listener.
+/// Open connections per client key (see [`crate::client_group`]).
+type OpenCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// Connections open per client, shared by every listener.
 #[derive(Clone)]
 struct PerClient {
     limit: usize,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ipv6_prefix: u8,
+    exempt: Arc<[ipnet::IpNet]>,
+    open: OpenCounts,
 }
 
 impl PerClient {
-    fn new(limit: usize) -> Self {
+    fn new(limit: usize, ipv6_prefix: u8, exempt: Vec<ipnet::IpNet>) -> Self {
         Self {
             limit,
+            ipv6_prefix,
+            exempt: exempt.into(),
             open: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    /// A slot for one more connection from `ip`, or none at the limit.
+    /// A slot for one more connection from `ip`, or none when its client
+    /// (its IPv6 prefix) is at the limit. Exempt clients always get one,
+    /// which counts nothing.
     fn claim(&self, ip: IpAddr) -> Option<ClientSlot> {
         let ip = crate::dns::canonical(ip);
+        if self.exempt.iter().any(|net| net.contains(&ip)) {
+            return Some(ClientSlot { counted: None });
+        }
+        let key = crate::client_group::group(ip, self.ipv6_prefix);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(ip).or_insert(0);
+        let count = open.entry(key).or_insert(0);
         if *count >= self.limit {
             return None;
         }
         *count += 1;
         Some(ClientSlot {
-            ip,
-            open: self.open.clone(),
+            counted: Some((key, self.open.clone())),
         })
     }
 }
 
-/// One open connection counted against its address; released on drop.
+/// One open connection, counted against its client unless exempt;
+/// released on drop.
 struct ClientSlot {
-    ip: IpAddr,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    counted: Option<(IpAddr, OpenCounts)>,
 }
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.ip) {
+        let Some((key, open)) = &self.counted else {
+            return;
+        };
+        let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(key) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.ip);
+                open.remove(key);
             }
         }
     }
@@ -206,9 +231,13 @@ impl Drop for ClientSlot {
 mod tests {
     use super::*;
 
+    fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
     #[test]
     fn per_client_slots_are_counted_and_released() {
-        let per_client = PerClient::new(2);
+        let per_client = PerClient::new(2, 64, Vec::new());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         let a = per_client.claim(ip).unwrap();
@@ -220,5 +249,86 @@ mod tests {
         assert!(per_client.claim("192.0.2.2".parse().unwrap()).is_some());
         drop(a);
         assert!(per_client.claim(ip).is_some());
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_prefix_share_the_cap() {
+        let per_client = PerClient::new(2, 64, Vec::new());
+        let _a = per_client
+            .claim("2001:db8:1:2::1".parse().unwrap())
+            .unwrap();
+        let b = per_client
+            .claim("2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse().unwrap())
+            .unwrap();
+        assert!(
+            per_client
+                .claim("2001:db8:1:2:ffff::9".parse().unwrap())
+                .is_none(),
+            "a third address in the same /64 is over the cap"
+        );
+        assert!(
+            per_client
+                .claim("2001:db8:1:3::1".parse().unwrap())
+                .is_some(),
+            "the next /64 is another client"
+        );
+        drop(b);
+        assert!(
+            per_client
+                .claim("2001:db8:1:2::77".parse().unwrap())
+                .is_some()
+        );
+
+        // A shorter configured prefix groups more; /128 counts each address.
+        let per_48 = PerClient::new(1, 48, Vec::new());
+        let _c = per_48.claim("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert!(per_48.claim("2001:db8:1:ff::1".parse().unwrap()).is_none());
+        let per_128 = PerClient::new(1, 128, Vec::new());
+        let _d = per_128.claim("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert!(per_128.claim("2001:db8:1:2::2".parse().unwrap()).is_some());
+    }
+
+    #[test]
+    fn exempt_clients_are_not_capped_and_others_still_are() {
+        let per_client = PerClient::new(
+            2,
+            64,
+            nets(&["127.0.0.0/8", "192.0.2.10/32", "2001:db8:aa::/48"]),
+        );
+        let exempt: Vec<ClientSlot> = (0..100)
+            .map(|_| per_client.claim("192.0.2.10".parse().unwrap()).unwrap())
+            .collect();
+        let mapped: Vec<ClientSlot> = (0..100)
+            .map(|_| {
+                per_client
+                    .claim("::ffff:127.0.0.1".parse().unwrap())
+                    .unwrap()
+            })
+            .collect();
+        let v6: Vec<ClientSlot> = (0..100)
+            .map(|_| {
+                per_client
+                    .claim("2001:db8:aa:1::5".parse().unwrap())
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            per_client.open.lock().unwrap().len(),
+            0,
+            "exempt connections count nothing"
+        );
+        let _x = per_client.claim("192.0.2.11".parse().unwrap()).unwrap();
+        let _y = per_client.claim("192.0.2.11".parse().unwrap()).unwrap();
+        assert!(
+            per_client.claim("192.0.2.11".parse().unwrap()).is_none(),
+            "a neighbour of an exempt address is capped"
+        );
+        assert!(
+            per_client
+                .claim("2001:db8:ab::1".parse().unwrap())
+                .is_some()
+        );
+        drop((exempt, mapped, v6));
+        assert_eq!(per_client.open.lock().unwrap().len(), 1);
     }
 }

@@ -671,3 +671,161 @@ fn a_component_built_for_another_wit_version_is_refused_naming_both() {
         text(&out.stderr)
     );
 }
+
+/// Configs that cannot work are refused by `check` and at start alike: exit
+/// 78, one line naming the keys and the fix.
+#[test]
+fn auth_that_can_never_be_offered_is_refused_with_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "").unwrap();
+    let auth = format!("[auth]\nbackend = \"file\"\nusers_file = {users:?}\n");
+    let cases = [
+        // AUTH required, no backend at all.
+        (
+            "[policy.config]\nsmtp_plain_login_flag = 1\n".to_string(),
+            vec![
+                "smtp_plain_login_flag = 1",
+                "no [auth] section",
+                "every client",
+            ],
+        ),
+        (
+            "[policy.config]\nopen_relay_addr_flag = 1\nsmtp_plain_login_flag = 1\n".to_string(),
+            vec!["no [auth] section", "outside open_relay_addr_list"],
+        ),
+        // A backend, but AUTH only after a STARTTLS that has no certificate.
+        (
+            format!("{auth}[policy.config]\nsmtp_plain_login_flag = 1\n"),
+            vec!["smtp_plain_login_flag = 1", "auth.require_tls", "[tls]"],
+        ),
+    ];
+    for (body, wanted) in cases {
+        let (_dir, path) = write_config(&body);
+        let path = path.to_str().unwrap();
+        for args in [vec!["check", "--config", path], vec!["--config", path]] {
+            let out = run(&args);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{args:?} {body}\n{stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            for want in &wanted {
+                assert!(stderr.contains(want), "{want:?} missing: {stderr}");
+            }
+            assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+        }
+    }
+    // With what AUTH needs it passes.
+    let (_dir, path) = write_config(&format!(
+        "{auth}require_tls = false\n[policy.config]\nsmtp_plain_login_flag = 1\n"
+    ));
+    let out = run(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("WARNING"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn check_warns_loudly_about_settings_that_quietly_open_the_relay_or_do_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "").unwrap();
+    let cases = [
+        (
+            "[policy]\nmode = \"dry-run\"\n".to_string(),
+            "policy.mode = \"dry-run\"",
+        ),
+        (
+            "[policy]\non_failure = \"accept\"\n".to_string(),
+            "policy.on_failure = \"accept\"",
+        ),
+        (
+            format!(
+                "[auth]\nbackend = \"file\"\nusers_file = {users:?}\n[policy.config]\nsmtp_plain_login_flag = 0\n"
+            ),
+            "smtp_plain_login_flag is 0",
+        ),
+        (
+            "[proxy]\nper_client_exempt = [\"::/0\"]\n".to_string(),
+            "caps no one",
+        ),
+    ];
+    for (body, want) in cases {
+        let (_dir, path) = write_config(&body);
+        let out = run(&["check", "--config", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{body}\n{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let warning = stdout
+            .lines()
+            .find(|l| l.starts_with("WARNING:") && l.contains(want))
+            .unwrap_or_else(|| panic!("no warning with {want:?}:\n{stdout}"));
+        if want.starts_with("policy.") {
+            assert!(warning.contains("ANY client"), "{warning}");
+        }
+    }
+}
+
+#[test]
+fn check_shows_the_connection_caps_and_who_is_exempt() {
+    let (_dir, path) = write_config(
+        "[proxy]\nmax_connections_per_client = 7\nper_client_ipv6_prefix = 56\nper_client_exempt = [\"192.0.2.0/24\"]\n",
+    );
+    let out = run(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("7 per client (IPv6 per /56), not capped per client: 192.0.2.0/24"),
+        "{stdout}"
+    );
+    // By default: loopback and this machine's own addresses.
+    let out = run(&["check"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout
+            .contains("50 per client (IPv6 per /64), not capped per client: 127.0.0.0/8, ::1/128"),
+        "{stdout}"
+    );
+    for bad in ["0", "129"] {
+        let (_dir, path) = write_config(&format!("[proxy]\nper_client_ipv6_prefix = {bad}\n"));
+        let out = run(&["check", "--config", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(78));
+        assert!(
+            text(&out.stderr).contains("proxy.per_client_ipv6_prefix"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_proxy_warns_at_start_about_a_dry_run() {
+    let port = free_port();
+    let (_dir, path) = write_config(&format!(
+        "[proxy]\nlisten = [\"127.0.0.1:{port}\"]\nupstream = \"127.0.0.1:9\"\n[policy]\nmode = \"dry-run\"\n"
+    ));
+    let child = relaygate()
+        .args(["--config", path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("policy.mode = \"dry-run\"")),
+        "{stderr}"
+    );
+}

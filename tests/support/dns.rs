@@ -5,8 +5,9 @@
 //! Names compare case-insensitively and without a trailing dot. A name that is not in the
 //! table answers NXDOMAIN; a name that is but has no record of the asked type answers
 //! NOERROR with no answers (NODATA). Names can also be made to answer SERVFAIL, to never
-//! answer (so a test can exercise the caller's timeout), or to answer UDP with the TC bit
-//! set (so the caller has to retry over TCP).
+//! answer (so a test can exercise the caller's timeout), to answer only after a delay (slow
+//! but within the caller's timeout), or to answer UDP with the TC bit set (so the caller has
+//! to retry over TCP).
 //!
 //! Beware: hickory-resolver's `Resolver` answers questions about `localhost` and the
 //! reverse names of `127.0.0.0/8` and `::1` itself (RFC 6761), without asking any server,
@@ -37,6 +38,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
@@ -93,6 +95,8 @@ enum Behaviour {
     Silent,
     /// Over UDP, answer with the TC bit and no records; over TCP, answer normally.
     TruncateUdp,
+    /// Answer from the name's records, but only after this long.
+    Delay(Duration),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -181,6 +185,15 @@ impl Records {
         self
     }
 
+    /// Makes every question about `name` answer from its records (NODATA when it has none)
+    /// only after `delay`, over UDP or TCP: a slow name server that still answers within the
+    /// caller's per-query timeout. Other UDP questions are answered meanwhile; over TCP, one
+    /// connection's questions are answered in turn.
+    pub fn slow(mut self, name: &str, delay: Duration) -> Self {
+        self.entry(name).behaviour = Behaviour::Delay(delay);
+        self
+    }
+
     /// Makes UDP questions about `name` answer with the TC (truncated) bit and no records,
     /// while TCP answers normally: a resolver only gets the records by retrying over TCP.
     pub fn truncate_udp(mut self, name: &str) -> Self {
@@ -234,9 +247,10 @@ struct Shared {
 }
 
 impl Shared {
-    /// Builds the reply to one wire-format query, or `None` when the server must stay silent
-    /// (unparseable input, or a name configured with [`Records::no_answer`]).
-    fn respond(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    /// Builds the reply to one wire-format query and how long to hold it back, or `None` when
+    /// the server must stay silent (unparseable input, or a name configured with
+    /// [`Records::no_answer`]).
+    fn respond(&self, query: &[u8], transport: Transport) -> Option<(Vec<u8>, Duration)> {
         let request = Message::from_vec(query).ok()?;
         if request.metadata.message_type != MessageType::Query {
             return None;
@@ -259,11 +273,11 @@ impl Shared {
             (OpCode::Query, [question]) => question,
             (OpCode::Query, _) => {
                 response.metadata.response_code = ResponseCode::FormErr;
-                return response.to_vec().ok();
+                return response.to_vec().ok().map(|bytes| (bytes, Duration::ZERO));
             }
             _ => {
                 response.metadata.response_code = ResponseCode::NotImp;
-                return response.to_vec().ok();
+                return response.to_vec().ok().map(|bytes| (bytes, Duration::ZERO));
             }
         };
         let name = normalize(&question.name().to_ascii());
@@ -275,6 +289,7 @@ impl Shared {
         });
 
         let records = lock(&self.records);
+        let mut delay = Duration::ZERO;
         match records.entries.get(&name) {
             None => response.metadata.response_code = ResponseCode::NXDomain,
             Some(entry) => match entry.behaviour {
@@ -283,7 +298,10 @@ impl Shared {
                 Behaviour::TruncateUdp if transport == Transport::Udp => {
                     response.metadata.truncation = true;
                 }
-                Behaviour::Answer | Behaviour::TruncateUdp => {
+                Behaviour::Answer | Behaviour::TruncateUdp | Behaviour::Delay(_) => {
+                    if let Behaviour::Delay(wait) = entry.behaviour {
+                        delay = wait;
+                    }
                     let answers = entry
                         .records
                         .iter()
@@ -301,9 +319,13 @@ impl Shared {
 
         let bytes = response.to_vec().ok()?;
         if transport == Transport::Udp && bytes.len() > max_udp {
-            return response.truncate().to_vec().ok();
+            return response
+                .truncate()
+                .to_vec()
+                .ok()
+                .map(|bytes| (bytes, delay));
         }
-        Some(bytes)
+        Some((bytes, delay))
     }
 }
 
@@ -400,14 +422,31 @@ async fn bind_pair() -> anyhow::Result<(UdpSocket, TcpListener)> {
 }
 
 async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>) {
+    let socket = Arc::new(socket);
+    // Owning the delayed replies here means aborting this task aborts them all.
+    let mut delayed = JoinSet::new();
     let mut buf = vec![0u8; 65_535];
     loop {
         // Errors on an unconnected UDP socket concern one datagram; keep serving.
-        let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+        let received = tokio::select! {
+            received = socket.recv_from(&mut buf) => received,
+            Some(_) = delayed.join_next() => continue,
+        };
+        let Ok((len, peer)) = received else {
             continue;
         };
-        if let Some(reply) = shared.respond(&buf[..len], Transport::Udp) {
-            let _ = socket.send_to(&reply, peer).await;
+        match shared.respond(&buf[..len], Transport::Udp) {
+            Some((reply, delay)) if delay.is_zero() => {
+                let _ = socket.send_to(&reply, peer).await;
+            }
+            Some((reply, delay)) => {
+                let socket = Arc::clone(&socket);
+                delayed.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = socket.send_to(&reply, peer).await;
+                });
+            }
+            None => {}
         }
     }
 }
@@ -437,9 +476,10 @@ async fn serve_tcp_connection(mut stream: TcpStream, shared: Arc<Shared>) {
         if stream.read_exact(&mut query).await.is_err() {
             return;
         }
-        let Some(reply) = shared.respond(&query, Transport::Tcp) else {
+        let Some((reply, delay)) = shared.respond(&query, Transport::Tcp) else {
             continue;
         };
+        tokio::time::sleep(delay).await;
         let Ok(reply_len) = u16::try_from(reply.len()) else {
             continue;
         };
@@ -600,6 +640,35 @@ mod tests {
         assert_eq!(answer_data(&reply), ["127.0.0.9"]);
 
         assert_eq!(dns.queries(), 6);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn slow_names_answer_late_without_holding_up_others() {
+        let dns = TestDns::start(
+            Records::new()
+                .a("late.example.com", "127.0.0.5")
+                .slow("late.example.com", Duration::from_millis(400))
+                .a("quick.example.com", "127.0.0.6"),
+        )
+        .await
+        .unwrap();
+        let started = tokio::time::Instant::now();
+        let (late, quick) = tokio::join!(
+            ask_udp(dns.addr(), "late.example.com", RecordType::A),
+            async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let reply = ask_udp(dns.addr(), "quick.example.com", RecordType::A).await;
+                (reply, started.elapsed())
+            }
+        );
+        assert!(quick.1 < Duration::from_millis(350), "{:?}", quick.1);
+        assert_eq!(answer_data(&quick.0.unwrap()), ["127.0.0.6"]);
+        assert_eq!(answer_data(&late.unwrap()), ["127.0.0.5"]);
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        let started = tokio::time::Instant::now();
+        let reply = ask_tcp(dns.addr(), "late.example.com", RecordType::AAAA).await;
+        assert!(reply.answers.is_empty(), "NODATA, late");
+        assert!(started.elapsed() >= Duration::from_millis(400));
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,7 @@
 //! `relaygate check`: validate the config and policy, print the effective mode.
 
-use relaygate::app::load_policy;
+use relaygate::app::{describe_networks, load_policy};
+use relaygate::client_group;
 use relaygate::config::Config;
 use relaygate::policy::PolicyEngine;
 
@@ -30,6 +31,14 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         "limits:    max_message_size {} bytes, max_recipients {}",
         config.proxy.max_message_size, config.proxy.max_recipients
     );
+    let exempt = client_group::exempt_or_own(config.proxy.per_client_exempt.as_deref());
+    println!(
+        "clients:   max_connections {}, {} per client (IPv6 per /{}), not capped per client: {}",
+        config.proxy.max_connections,
+        config.proxy.max_connections_per_client,
+        config.proxy.per_client_ipv6_prefix,
+        describe_networks(&exempt)
+    );
     println!(
         "policy:    {} ({}), sha256 {}",
         policy.name(),
@@ -38,8 +47,8 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
     );
     println!("mode:      {}", info.summary);
     print_state(config).await;
-    for note in config.warnings() {
-        println!("note:      {note}");
+    for warning in config.warnings() {
+        println!("WARNING:   {warning}");
     }
     if info.open_relay {
         println!("WARNING:   OPEN RELAY: any client may relay mail to any domain");

@@ -46,6 +46,8 @@ pub struct ProxySection {
     #[serde(default, with = "humantime_serde")]
     pub error_sleep: Option<Duration>,
     pub max_connections_per_client: Option<usize>,
+    pub per_client_ipv6_prefix: Option<u8>,
+    pub per_client_exempt: Option<Vec<ipnet::IpNet>>,
     #[serde(default, with = "humantime_serde")]
     pub command_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -100,6 +102,8 @@ pub struct DnsSection {
     pub nameservers: Option<Vec<SocketAddr>>,
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub client_name_timeout: Option<Duration>,
 }
 
 /// `[auth]`.

@@ -1,6 +1,7 @@
 //! Configuration: the TOML file (unknown keys refused) turned into one
 //! validated [`Config`], or a list of problems each naming its key.
 
+mod coherence;
 mod file;
 mod policy_table;
 mod source;
@@ -72,8 +73,15 @@ pub struct ProxyConfig {
     /// The wait before each error reply past `soft_error_limit`: Postfix's
     /// `smtpd_error_sleep_time` (zero: none).
     pub error_sleep: Duration,
-    /// Concurrent connections from one client address.
+    /// Concurrent connections from one client: an IPv4 address, or an IPv6
+    /// prefix of `per_client_ipv6_prefix` bits.
     pub max_connections_per_client: usize,
+    /// IPv6 clients count per prefix of this length (1..=128; 64 by default).
+    pub per_client_ipv6_prefix: u8,
+    /// Clients not counted per client (they still count against
+    /// `max_connections`); none: loopback and this machine's own addresses,
+    /// found when the proxy starts.
+    pub per_client_exempt: Option<Vec<ipnet::IpNet>>,
     /// Longest a session may last; it is then closed at the next command.
     pub max_session_duration: Duration,
     /// Wait this long before greeting and refuse clients that talk first
@@ -149,6 +157,10 @@ pub struct DnsConfig {
     pub nameservers: Vec<SocketAddr>,
     /// Timeout of one lookup.
     pub timeout: Duration,
+    /// Longest a client's forward-confirmed name lookup may take in all (its
+    /// PTR query, then the forward queries of its names); past it the
+    /// client counts as unnamed, or as the name confirmed by then.
+    pub client_name_timeout: Duration,
 }
 
 /// `[auth]`: SMTP AUTH credential checking.
@@ -331,6 +343,14 @@ impl Config {
             max_connections_per_client as u64,
             &mut problems,
         );
+        let per_client_ipv6_prefix = proxy
+            .per_client_ipv6_prefix
+            .unwrap_or(crate::client_group::SUBSCRIBER_IPV6_PREFIX);
+        if !(1..=128).contains(&per_client_ipv6_prefix) {
+            problems.push(format!(
+                "proxy.per_client_ipv6_prefix: {per_client_ipv6_prefix} is not a prefix length from 1 to 128 (64: one subscriber's block)"
+            ));
+        }
         let early_talker_delay = proxy.early_talker_delay.unwrap_or(Duration::ZERO);
         let timeouts = [
             ("command_timeout", proxy.command_timeout, 300),
@@ -387,9 +407,16 @@ impl Config {
         let dns = DnsConfig {
             nameservers: file.dns.nameservers.unwrap_or_default(),
             timeout: file.dns.timeout.unwrap_or(Duration::from_secs(3)),
+            client_name_timeout: file
+                .dns
+                .client_name_timeout
+                .unwrap_or(crate::dns::CLIENT_NAME_TIMEOUT),
         };
         if dns.timeout.is_zero() {
             problems.push("dns.timeout: must be longer than 0s".to_string());
+        }
+        if dns.client_name_timeout.is_zero() {
+            problems.push("dns.client_name_timeout: must be longer than 0s".to_string());
         }
 
         let auth = file.auth.map(|auth| {
@@ -436,6 +463,8 @@ impl Config {
                 soft_error_limit,
                 error_sleep,
                 max_connections_per_client,
+                per_client_ipv6_prefix,
+                per_client_exempt: proxy.per_client_exempt,
                 max_session_duration,
                 early_talker_delay,
                 command_timeout,
@@ -501,20 +530,6 @@ impl Config {
             ));
         }
         problems
-    }
-
-    /// Settings that work but probably not as intended, one line each.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut notes = Vec::new();
-        if let Some(auth) = &self.auth
-            && auth.require_tls
-            && self.tls.is_none()
-        {
-            notes.push(
-                "[auth] require_tls = true but there is no [tls] certificate: STARTTLS is never possible, so AUTH is never offered".to_string(),
-            );
-        }
-        notes
     }
 }
 
@@ -768,8 +783,13 @@ timeout = "2s"
 
     #[test]
     fn auth_that_needs_tls_without_a_certificate_is_warned_about() {
-        let auth = "[auth]\nbackend = \"imap\"\nserver = \"127.0.0.1:143\"\n";
-        let warnings = Config::parse(auth).expect("valid").warnings();
+        // Under a custom policy, which may or may not offer AUTH: a warning.
+        let module = format!(
+            "[policy]\nmodule = {:?}\n",
+            std::env::current_exe().unwrap().display().to_string()
+        );
+        let auth = format!("{module}[auth]\nbackend = \"imap\"\nserver = \"127.0.0.1:143\"\n");
+        let warnings = Config::parse(&auth).expect("valid").warnings();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("require_tls"), "{warnings:?}");
         let clear = format!("{auth}require_tls = false\n");

@@ -20,7 +20,8 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
-    /// Read the file (or take the embedded default) and apply the overrides.
+    /// Read the file (or take the embedded default), apply the overrides, and
+    /// refuse combinations that cannot work ([`Config::unworkable`]).
     pub fn load(&self) -> Result<Config, ConfigError> {
         let mut config = match &self.path {
             Some(path) => Config::load(path)?,
@@ -40,6 +41,18 @@ impl ConfigSource {
             };
         }
         config.revalidate()?;
+        // Serving a config that locks clients out without a word is refused.
+        let unworkable = config.unworkable();
+        if !unworkable.is_empty() {
+            let problems = match &self.path {
+                Some(path) => unworkable
+                    .into_iter()
+                    .map(|p| format!("{}: {p}", path.display()))
+                    .collect(),
+                None => unworkable,
+            };
+            return Err(ConfigError { problems });
+        }
         Ok(config)
     }
 }

@@ -17,7 +17,7 @@ use crate::session::{
     Action, Capabilities, DataOutcome, Session, SessionLimits, UpstreamProblem, UpstreamStep,
 };
 use crate::smtp::reply::catalogue;
-use crate::smtp::{Command, Reply, parse_command};
+use crate::smtp::{Command, CommandError, Reply, parse_command};
 use crate::tls::ClientStream;
 use crate::upstream::{ClientIdentity, Upstream, UpstreamError, UpstreamSettings};
 use std::net::SocketAddr;
@@ -470,6 +470,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                 self.answering = match &command {
                     Ok(Command::Mail { path, .. }) => Answered::Mail(path.clone()),
                     Ok(Command::Rcpt { path, .. }) => Answered::Rcpt(path.clone()),
+                    // A UTF-8 recipient, which an SMTPUTF8 transaction accepts.
+                    Err(CommandError::NeedsSmtpUtf8(command)) => match command.as_ref() {
+                        Command::Rcpt { path, .. } => Answered::Rcpt(path.clone()),
+                        _ => Answered::Other,
+                    },
                     Ok(Command::Data) => Answered::Data,
                     Ok(Command::Rset | Command::Helo(_) | Command::Ehlo(_) | Command::Quit) => {
                         Answered::Reset

@@ -144,6 +144,8 @@ enum Pending {
     },
     MailUpstream {
         path: String,
+        /// The MAIL gave SMTPUTF8.
+        smtputf8: bool,
     },
     RcptPolicy {
         path: String,
@@ -187,6 +189,8 @@ pub struct Session {
     advertised: Advertised,
     errors: u32,
     rcpt_attempts: usize,
+    /// The transaction's MAIL gave SMTPUTF8, which covers its recipients.
+    smtputf8: bool,
 }
 
 /// What the last EHLO reply offered of the extensions that need more than
@@ -218,6 +222,7 @@ impl Session {
             advertised: Advertised::default(),
             errors: 0,
             rcpt_attempts: 0,
+            smtputf8: false,
         }
     }
 
@@ -274,6 +279,16 @@ impl Session {
         );
         let command = match command {
             Ok(command) => command,
+            Err(CommandError::NeedsSmtpUtf8(command)) => match *command {
+                // RFC 6531: SMTPUTF8 on MAIL makes the whole transaction
+                // SMTPUTF8, its RCPTs included.
+                rcpt @ Command::Rcpt { .. }
+                    if self.smtputf8 && self.phase == Phase::Transaction =>
+                {
+                    rcpt
+                }
+                _ => return self.error(needs_smtputf8()),
+            },
             Err(error) => return self.error(parse_error_reply(&error)),
         };
         if self.phase == Phase::Refused {
@@ -470,7 +485,10 @@ impl Session {
             },
             Pending::MailPolicy { path, params } => match decision {
                 Decision::Accept => {
-                    self.pending = Pending::MailUpstream { path: path.clone() };
+                    self.pending = Pending::MailUpstream {
+                        path: path.clone(),
+                        smtputf8: crate::smtp::command::has_smtputf8(&params),
+                    };
                     Action::Upstream(UpstreamStep::Mail { path, params })
                 }
                 refused => self.refused(refused),
@@ -521,12 +539,13 @@ impl Session {
             }
         };
         match pending {
-            Pending::MailUpstream { path } => {
+            Pending::MailUpstream { path, smtputf8 } => {
                 if reply.is_positive() {
                     self.phase = Phase::Transaction;
                     self.context.sender = Some(path);
                     self.context.recipients.clear();
                     self.rcpt_attempts = 0;
+                    self.smtputf8 = smtputf8;
                 }
                 Action::Reply(reply)
             }
@@ -804,6 +823,7 @@ impl Session {
         self.context.sender = None;
         self.context.recipients.clear();
         self.rcpt_attempts = 0;
+        self.smtputf8 = false;
     }
 }
 
@@ -812,12 +832,18 @@ fn parse_error_reply(error: &CommandError) -> Reply {
         CommandError::Unknown => catalogue::unknown_command(),
         CommandError::BadCharacters => catalogue::bad_characters(),
         CommandError::Syntax(usage) => catalogue::syntax(usage),
-        CommandError::Address(AddressError::NeedsSmtpUtf8) => {
-            Reply::new(553, "5.6.7 Non-ASCII address requires SMTPUTF8")
+        CommandError::Address(AddressError::NeedsSmtpUtf8) | CommandError::NeedsSmtpUtf8(_) => {
+            needs_smtputf8()
         }
         CommandError::Address(AddressError::TooLong) => Reply::new(501, "5.1.3 Address too long"),
         CommandError::Address(_) => catalogue::bad_address("mailbox"),
     }
+}
+
+/// A non-ASCII address outside an SMTPUTF8 transaction (RFC 6531, RFC 6533
+/// 5.6.7).
+fn needs_smtputf8() -> Reply {
+    Reply::new(553, "5.6.7 Non-ASCII address requires SMTPUTF8")
 }
 
 /// Keep a policy's text but force the code a stage allows (554 or 421 at connect).

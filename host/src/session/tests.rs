@@ -215,6 +215,150 @@ fn mail_parameters() {
     ));
 }
 
+/// Greeted and EHLO'd where the upstream and the policy offer SMTPUTF8
+/// (when `offered`), or neither.
+fn utf8_ready(offered: bool) -> Session {
+    let client: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+    let server: SocketAddr = "192.0.2.254:25".parse().unwrap();
+    let mut s = Session::new(
+        "mx.test".into(),
+        SessionLimits {
+            max_message_size: 1000,
+            max_recipients: 10,
+            max_errors: 50,
+        },
+        Capabilities {
+            smtputf8: offered,
+            ..Capabilities::default()
+        },
+        PolicyContext::connected(1, client, server, None),
+    );
+    s.start();
+    accept(&mut s);
+    cmd(&mut s, "EHLO client.test");
+    accept(&mut s);
+    let offer = Offer {
+        smtputf8: true,
+        ..Offer::default()
+    };
+    let Action::Reply(ehlo) = s.policy_answered(Decision::Accept, offer) else {
+        panic!("no EHLO reply")
+    };
+    assert_eq!(ehlo.lines().contains(&"SMTPUTF8".to_string()), offered);
+    s
+}
+
+/// MAIL FROM through the policy and the upstream's 250.
+fn open_transaction(s: &mut Session, line: &str) {
+    assert!(
+        matches!(cmd(s, line), Action::Ask(PolicyRequest::MailFrom { .. })),
+        "{line}"
+    );
+    assert!(matches!(
+        accept(s),
+        Action::Upstream(UpstreamStep::Mail { .. })
+    ));
+    assert_eq!(code(&upstream_ok(s, 250)), 250);
+}
+
+/// The RCPT's path as the policy is asked about it and the upstream gets it.
+fn rcpt_through(s: &mut Session, line: &str) -> (String, String) {
+    let Action::Ask(PolicyRequest::RcptTo { recipient, .. }) = cmd(s, line) else {
+        panic!("{line}: not asked to the policy")
+    };
+    let Action::Upstream(UpstreamStep::Rcpt { path }) = accept(s) else {
+        panic!("{line}: not sent upstream")
+    };
+    assert_eq!(code(&upstream_ok(s, 250)), 250);
+    (recipient, path)
+}
+
+#[test]
+fn smtputf8_on_mail_covers_the_transactions_recipients() {
+    let mut s = utf8_ready(true);
+    open_transaction(&mut s, "MAIL FROM:<josé@example.com> SMTPUTF8");
+    for rcpt in [
+        "用户@例子.广告",
+        "josé@example.com",
+        "jürgen@bücher.example",
+        "\"δοκιμή\"@example.com",
+        "ascii@example.com",
+    ] {
+        let (policy, upstream) = rcpt_through(&mut s, &format!("RCPT TO:<{rcpt}>"));
+        assert_eq!((policy.as_str(), upstream.as_str()), (rcpt, rcpt));
+    }
+    assert_eq!(s.context().recipients.len(), 5);
+    // Parameters on such a RCPT are still judged as on any other.
+    assert_eq!(
+        code(&cmd(&mut s, "RCPT TO:<用户@例子.广告> NOTIFY=NEVER")),
+        555
+    );
+
+    // The next transaction without SMTPUTF8 is ASCII-only again.
+    cmd(&mut s, "RSET");
+    open_transaction(&mut s, "MAIL FROM:<a@example.com>");
+    let reply = cmd(&mut s, "RCPT TO:<用户@例子.广告>");
+    assert_eq!(
+        reply,
+        Action::Reply(Reply::new(553, "5.6.7 Non-ASCII address requires SMTPUTF8"))
+    );
+    assert_eq!(
+        rcpt_through(&mut s, "RCPT TO:<b@example.com>").1,
+        "b@example.com"
+    );
+}
+
+#[test]
+fn non_ascii_without_smtputf8_is_refused_553() {
+    let refused = Action::Reply(Reply::new(553, "5.6.7 Non-ASCII address requires SMTPUTF8"));
+    let mut s = utf8_ready(true);
+    assert_eq!(cmd(&mut s, "MAIL FROM:<josé@example.com>"), refused);
+    // Outside any transaction a UTF-8 RCPT is refused the same way.
+    assert_eq!(cmd(&mut s, "RCPT TO:<josé@example.com>"), refused);
+    open_transaction(&mut s, "MAIL FROM:<a@example.com>");
+    assert_eq!(cmd(&mut s, "RCPT TO:<josé@example.com>"), refused);
+    assert_eq!(cmd(&mut s, "RCPT TO:<user@例子.广告>"), refused);
+    assert!(s.context().recipients.is_empty());
+
+    // A MAIL whose SMTPUTF8 was refused opens nothing its RCPTs could use.
+    let mut s = utf8_ready(true);
+    cmd(&mut s, "MAIL FROM:<a@example.com> SMTPUTF8");
+    accept(&mut s);
+    assert_eq!(code(&upstream_ok(&mut s, 550)), 550);
+    open_transaction(&mut s, "MAIL FROM:<a@example.com>");
+    assert_eq!(cmd(&mut s, "RCPT TO:<josé@example.com>"), refused);
+
+    // A new EHLO ends the transaction, and its SMTPUTF8.
+    let mut s = utf8_ready(true);
+    open_transaction(&mut s, "MAIL FROM:<a@example.com> SMTPUTF8");
+    cmd(&mut s, "EHLO again.test");
+    accept(&mut s);
+    s.policy_answered(
+        Decision::Accept,
+        Offer {
+            smtputf8: true,
+            ..Offer::default()
+        },
+    );
+    open_transaction(&mut s, "MAIL FROM:<a@example.com>");
+    assert_eq!(cmd(&mut s, "RCPT TO:<josé@example.com>"), refused);
+}
+
+#[test]
+fn smtputf8_is_refused_where_the_upstream_lacks_it() {
+    let mut s = utf8_ready(false);
+    assert_eq!(
+        cmd(&mut s, "MAIL FROM:<josé@example.com> SMTPUTF8"),
+        Action::Reply(Reply::new(555, "5.5.4 Unsupported option: SMTPUTF8"))
+    );
+    assert_eq!(
+        code(&cmd(&mut s, "MAIL FROM:<a@example.com> SMTPUTF8")),
+        555
+    );
+    open_transaction(&mut s, "MAIL FROM:<a@example.com>");
+    assert_eq!(code(&cmd(&mut s, "RCPT TO:<josé@example.com>")), 553);
+}
+
 #[test]
 fn parameters_need_ehlo() {
     let mut s = session();

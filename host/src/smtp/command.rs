@@ -74,6 +74,13 @@ pub enum CommandError {
     /// The path is malformed.
     #[error("bad address: {0}")]
     Address(AddressError),
+    /// A well-formed MAIL or RCPT whose path holds non-ASCII characters but
+    /// whose own parameters do not include SMTPUTF8. The parser cannot tell
+    /// whether that is allowed: a RCPT belongs to the transaction its MAIL
+    /// opened, and SMTPUTF8 on that MAIL covers every recipient (RFC 6531).
+    /// The session decides, with the command at hand.
+    #[error("non-ASCII address without SMTPUTF8")]
+    NeedsSmtpUtf8(Box<Command>),
 }
 
 const MAIL_USAGE: &str = "MAIL FROM:<address>";
@@ -96,9 +103,9 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
         "HELO" => domain_arg(args, "HELO hostname").map(Command::Helo),
         "EHLO" => domain_arg(args, "EHLO hostname").map(Command::Ehlo),
         "MAIL" => path_command(args, "FROM:", PathKind::Reverse, MAIL_USAGE)
-            .map(|(path, params)| Command::Mail { path, params }),
+            .and_then(|(path, params)| utf8_checked(Command::Mail { path, params })),
         "RCPT" => path_command(args, "TO:", PathKind::Forward, RCPT_USAGE)
-            .map(|(path, params)| Command::Rcpt { path, params }),
+            .and_then(|(path, params)| utf8_checked(Command::Rcpt { path, params })),
         "DATA" => no_args(args, "DATA", Command::Data),
         "RSET" => no_args(args, "RSET", Command::Rset),
         "QUIT" => no_args(args, "QUIT", Command::Quit),
@@ -142,8 +149,31 @@ fn auth(args: &str) -> Result<Command, CommandError> {
     }
 }
 
+/// True when `params` include SMTPUTF8 (RFC 6531: a keyword without value).
+pub fn has_smtputf8(params: &[Param]) -> bool {
+    params
+        .iter()
+        .any(|p| p.name == "SMTPUTF8" && p.value.is_none())
+}
+
+/// A MAIL/RCPT whose path is ASCII, or which gives SMTPUTF8 itself, is
+/// accepted as it is; any other non-ASCII path goes to the session as
+/// [`CommandError::NeedsSmtpUtf8`], which only an SMTPUTF8 transaction
+/// turns back into the command.
+fn utf8_checked(command: Command) -> Result<Command, CommandError> {
+    let (Command::Mail { path, params } | Command::Rcpt { path, params }) = &command else {
+        return Ok(command);
+    };
+    if path.is_ascii() || has_smtputf8(params) {
+        Ok(command)
+    } else {
+        Err(CommandError::NeedsSmtpUtf8(Box::new(command)))
+    }
+}
+
 /// `FROM:<path> params` / `TO:<path> params`; a space after the colon is
-/// tolerated, as in most MTAs.
+/// tolerated, as in most MTAs. UTF-8 in the path is checked for syntax here
+/// and for permission by [`utf8_checked`] and the session.
 fn path_command(
     args: &str,
     keyword: &str,
@@ -158,10 +188,7 @@ fn path_command(
     }
     let rest = args[keyword.len()..].trim_start_matches(' ');
     let (path_text, params_text) = split_path(rest);
-    let utf8 = params_text
-        .split(' ')
-        .any(|p| p.eq_ignore_ascii_case("SMTPUTF8"));
-    let path = parse_path(path_text, kind, utf8).map_err(CommandError::Address)?;
+    let path = parse_path(path_text, kind, true).map_err(CommandError::Address)?;
     let params = parse_params(params_text).ok_or(CommandError::Syntax(usage))?;
     Ok((path, params))
 }
@@ -318,7 +345,14 @@ mod tests {
             (b"HELO \xff", CommandError::BadCharacters),
             (
                 b"MAIL FROM:<j\xc3\xbcrgen@example.com>",
-                CommandError::Address(AddressError::NeedsSmtpUtf8),
+                CommandError::NeedsSmtpUtf8(Box::new(Command::Mail {
+                    path: "j\u{fc}rgen@example.com".into(),
+                    params: vec![],
+                })),
+            ),
+            (
+                b"MAIL FROM:<j\xc3\xbc..rgen@example.com> SMTPUTF8",
+                CommandError::Address(AddressError::LocalPart),
             ),
         ];
         for (line, want) in cases {
@@ -329,6 +363,47 @@ mod tests {
                 String::from_utf8_lossy(line)
             );
         }
+    }
+
+    #[test]
+    fn utf8_paths_without_their_own_smtputf8_go_to_the_session_parsed() {
+        // A RCPT never carries SMTPUTF8 itself: its MAIL's parameter decides,
+        // which only the session knows. The parser checks the syntax and
+        // hands the command over.
+        for (line, want) in [
+            (
+                "RCPT TO:<用户@例子.广告>",
+                Command::Rcpt {
+                    path: "用户@例子.广告".into(),
+                    params: vec![],
+                },
+            ),
+            (
+                "RCPT TO:<\"josé q\"@example.com> NOTIFY=NEVER",
+                Command::Rcpt {
+                    path: "\"josé q\"@example.com".into(),
+                    params: vec![param("NOTIFY", Some("NEVER"))],
+                },
+            ),
+            (
+                "MAIL FROM:<josé@example.com> SMTPUTF8=yes",
+                Command::Mail {
+                    path: "josé@example.com".into(),
+                    params: vec![param("SMTPUTF8", Some("yes"))],
+                },
+            ),
+        ] {
+            assert_eq!(
+                parse_command(line.as_bytes()),
+                Err(CommandError::NeedsSmtpUtf8(Box::new(want))),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            parse_command("RCPT TO:<用户@例子..广告>".as_bytes()),
+            Err(CommandError::Address(AddressError::Domain)),
+            "the syntax is checked all the same"
+        );
     }
 
     #[test]

@@ -1,0 +1,193 @@
+//! Settings that are each valid but together cannot work, or quietly open
+//! the relay: [`Config::unworkable`] lists what is refused, and
+//! [`Config::warnings`] what is said loudly at start and by `relaygate check`.
+//!
+//! `[policy.config]` belongs to the policy, so its keys are read here only
+//! for the embedded default policy (`builtin:apple-relay`), whose keys the
+//! host knows; a custom module's table is never judged by those names.
+
+use super::{Config, FailureMode, ModuleSource, PolicyMode, PolicyValue};
+
+/// `open_relay_addr_flag` of the embedded policy.
+const RESTRICTED_RELAY_KEY: &str = "open_relay_addr_flag";
+/// `smtp_plain_login_flag` of the embedded policy.
+const AUTH_KEY: &str = "smtp_plain_login_flag";
+
+impl Config {
+    /// A 0/1 flag of the embedded default policy: none when another policy
+    /// runs or the value is not a flag (the policy itself refuses that).
+    fn builtin_flag(&self, key: &str) -> Option<bool> {
+        if self.policy.module != ModuleSource::BuiltinAppleRelay {
+            return None;
+        }
+        match self.policy.config.get(key) {
+            None | Some(PolicyValue::Integer(0) | PolicyValue::Boolean(false)) => Some(false),
+            Some(PolicyValue::Integer(1) | PolicyValue::Boolean(true)) => Some(true),
+            Some(_) => None,
+        }
+    }
+
+    /// Who cannot send when the embedded policy requires AUTH that is never offered.
+    fn locked_out(&self) -> &'static str {
+        if self.builtin_flag(RESTRICTED_RELAY_KEY) == Some(true) {
+            "every client outside open_relay_addr_list"
+        } else {
+            "every client"
+        }
+    }
+
+    /// Combinations that lock clients out without saying so, one line each
+    /// naming the keys and the fix. Refused wherever a config is loaded to
+    /// serve (start, `relaygate check`, reload); [`Config::parse`] leaves
+    /// them to the caller, so that the policy's own behaviour stays testable.
+    pub fn unworkable(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.builtin_flag(AUTH_KEY) == Some(true) {
+            match &self.auth {
+                None => problems.push(format!(
+                    "policy.config.{AUTH_KEY} = 1 requires SMTP AUTH, but there is no [auth] section, so AUTH is never offered and {} can never send mail; add an [auth] section naming a credential backend, or set {AUTH_KEY} = 0",
+                    self.locked_out()
+                )),
+                Some(auth) if auth.require_tls && self.tls.is_none() => problems.push(format!(
+                    "policy.config.{AUTH_KEY} = 1 requires SMTP AUTH and auth.require_tls = true (the default) offers it only after STARTTLS, but there is no [tls] certificate, so AUTH is never offered and {} can never send mail; add a [tls] section (cert, key), or set auth.require_tls = false",
+                    self.locked_out()
+                )),
+                Some(_) => {}
+            }
+        }
+        problems
+    }
+
+    /// Settings that work but probably not as intended, one line each.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let builtin_auth = self.builtin_flag(AUTH_KEY);
+        if let Some(auth) = &self.auth {
+            if builtin_auth == Some(false) {
+                notes.push(format!(
+                    "[auth] is configured but policy.config.{AUTH_KEY} is 0: the default policy never offers AUTH, so no client can authenticate and [auth] is never used; set {AUTH_KEY} = 1 to require it, or remove [auth]"
+                ));
+            } else if auth.require_tls && self.tls.is_none() && builtin_auth != Some(true) {
+                notes.push(
+                    "[auth] require_tls = true but there is no [tls] certificate: STARTTLS is never possible, so AUTH is never offered".to_string(),
+                );
+            }
+        }
+        if self.policy.mode == PolicyMode::DryRun {
+            notes.push(
+                "policy.mode = \"dry-run\": refusals are only logged and every command goes through, so while it lasts ANY client may relay mail to ANY domain (an open relay); set mode = \"enforce\" once the logs look right".to_string(),
+            );
+        }
+        if self.policy.on_failure == FailureMode::Accept {
+            notes.push(
+                "policy.on_failure = \"accept\": a policy call that fails (trap, timeout, bad reply) counts as accepted, so a policy that keeps failing lets ANY client relay mail to ANY domain; \"tempfail\" (the default) answers 451 instead".to_string(),
+            );
+        }
+        for net in self.proxy.per_client_exempt.iter().flatten() {
+            if net.prefix_len() == 0 {
+                notes.push(format!(
+                    "proxy.per_client_exempt holds {net}: every client is exempt, so max_connections_per_client caps no one"
+                ));
+            }
+        }
+        notes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text).unwrap_or_else(|e| panic!("{text}\n{e}"))
+    }
+
+    const AUTH: &str = "[auth]\nbackend = \"imap\"\nserver = \"127.0.0.1:143\"\n";
+
+    #[test]
+    fn auth_required_but_never_offered_is_unworkable() {
+        let p = config("[policy.config]\nsmtp_plain_login_flag = 1\n").unworkable();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("policy.config.smtp_plain_login_flag = 1"),
+            "{p:?}"
+        );
+        assert!(p[0].contains("no [auth] section"), "{p:?}");
+        assert!(p[0].contains("every client can never send"), "{p:?}");
+        let restricted =
+            config("[policy.config]\nopen_relay_addr_flag = true\nsmtp_plain_login_flag = true\n")
+                .unworkable();
+        assert!(
+            restricted[0].contains("outside open_relay_addr_list"),
+            "{restricted:?}"
+        );
+
+        // [auth] with STARTTLS required and no certificate: the same.
+        let p = config(&format!(
+            "{AUTH}[policy.config]\nsmtp_plain_login_flag = 1\n"
+        ))
+        .unworkable();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("auth.require_tls") && p[0].contains("[tls]"),
+            "{p:?}"
+        );
+        assert!(
+            config(&format!(
+                "{AUTH}require_tls = false\n[policy.config]\nsmtp_plain_login_flag = 1\n"
+            ))
+            .unworkable()
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_custom_policys_keys_are_not_judged() {
+        let module = std::env::current_exe().unwrap();
+        let text = format!(
+            "[policy]\nmodule = {:?}\n[policy.config]\nsmtp_plain_login_flag = 1\n",
+            module.display().to_string()
+        );
+        let custom = config(&text);
+        assert!(custom.unworkable().is_empty());
+        assert!(custom.warnings().is_empty());
+        // Not-a-flag values are the policy's to refuse.
+        assert!(
+            config("[policy.config]\nsmtp_plain_login_flag = \"yes\"\n")
+                .unworkable()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn auth_that_is_never_offered_is_warned_about() {
+        let w = config(AUTH).warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("smtp_plain_login_flag is 0"), "{w:?}");
+        let w = config(&format!(
+            "{AUTH}[policy.config]\nsmtp_plain_login_flag = 0\n"
+        ))
+        .warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+    }
+
+    #[test]
+    fn open_relay_in_disguise_is_warned_about() {
+        let w = config("[policy]\nmode = \"dry-run\"\n").warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("policy.mode = \"dry-run\"") && w[0].contains("open relay"),
+            "{w:?}"
+        );
+        let w = config("[policy]\non_failure = \"accept\"\n").warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("policy.on_failure = \"accept\""), "{w:?}");
+        let w = config("[proxy]\nper_client_exempt = [\"0.0.0.0/0\", \"10.0.0.0/8\"]\n").warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("caps no one"), "{w:?}");
+        assert!(config("").warnings().is_empty());
+        assert!(config("").unworkable().is_empty());
+        assert!(Config::embedded_default().warnings().is_empty());
+        assert!(Config::embedded_default().unworkable().is_empty());
+    }
+}
