@@ -310,6 +310,15 @@ mod tests {
             (3, 10),
             "brute-force control is on by default"
         );
+        assert_eq!(auth.attack_check_interval, Duration::from_secs(2));
+        assert_eq!(auth.attack_queue_size, 4);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(auth.max_concurrent_checks, 4 * cores);
+        let file = parse("backend = \"file\"\nusers_file = \"/dev/null\"")
+            .unwrap()
+            .auth
+            .unwrap();
+        assert_eq!(file.max_concurrent_checks, cores, "one hash per core");
         assert!(Authenticator::new(&auth).is_ok());
     }
 
@@ -340,6 +349,14 @@ mod tests {
             (
                 "backend = \"imap\"\nserver = \"h:1\"\nfailures_before_delay = 11",
                 "auth.failures_before_delay",
+            ),
+            (
+                "backend = \"imap\"\nserver = \"h:1\"\nmax_concurrent_checks = 0",
+                "auth.max_concurrent_checks",
+            ),
+            (
+                "backend = \"imap\"\nserver = \"h:1\"\nattack_check_interval = \"often\"",
+                "auth.attack_check_interval",
             ),
             (
                 "backend = \"imap\"\nserver = \"h:1\"\ntls_ca = \"/nonexistent/ca.pem\"",

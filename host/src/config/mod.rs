@@ -170,14 +170,15 @@ pub struct AuthConfig {
     pub cache_ttl: Duration,
     /// `cache_size`: the most successful checks remembered at once.
     pub cache_size: usize,
-    /// `failures_before_delay`: failures (per client address and per user)
-    /// answered without delay.
+    /// `failures_before_delay`: failures per client address answered
+    /// without delay.
     pub failures_before_delay: u32,
     /// `failure_delay`: the delay after the first slowed failure; it doubles
     /// with each further failure.
     pub failure_delay: Duration,
-    /// `max_failures`: failures within `failure_window` after which attempts
-    /// are refused without asking the backend.
+    /// `max_failures`: failures (and checks in flight) within
+    /// `failure_window` after which a client's attempts are refused without
+    /// asking the backend, and a user's checks are spaced out.
     pub max_failures: u32,
     /// `failure_window`: the time in which `max_failures` failures are forgotten.
     pub failure_window: Duration,
