@@ -6,9 +6,11 @@
 //!
 //! A client may have at most `max_failures` checks counted against it: its
 //! failures within `failure_window` (a count that decays by one every
-//! `failure_window / max_failures`) plus its checks in flight. Beyond that
-//! its attempts are refused ([`Admission::Refused`], 454 4.7.0) without
-//! asking the backend. The first `failures_before_delay` failures are
+//! `failure_window / max_failures`) plus its checks in flight. With
+//! `max_failures` failures its attempts are refused ([`Admission::Refused`],
+//! 454 4.7.0) without asking the backend; an attempt that would go beyond
+//! the budget only because of the client's own checks in flight (a busy NAT)
+//! waits for one of them to end instead, and is then refused or admitted. The first `failures_before_delay` failures are
 //! answered at once; each further one waits `failure_delay`, doubling per
 //! failure (at most [`MAX_DELAY`]). Successes are not counted and do not
 //! reset the count.
@@ -58,7 +60,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::config::AuthConfig;
@@ -172,6 +174,8 @@ struct ClientEntry {
     /// the client's budget, only against its place in queues.
     refusals: Decaying,
     in_flight: u32,
+    /// Wakes attempts waiting for this client's checks in flight to end.
+    released: Option<Arc<Notify>>,
 }
 
 /// A client waiting for a turn on an attacked user.
@@ -272,6 +276,9 @@ impl Shared {
             if failed {
                 entry.failures.add(now, rate);
             }
+            if let Some(released) = &entry.released {
+                released.notify_waiters();
+            }
         }
         if let Some((user, lane)) = user {
             if let Some(entry) = state.users.get_mut(user) {
@@ -332,6 +339,9 @@ pub struct Reservation {
     user: String,
     lane: bool,
     done: bool,
+    /// False while waiting for the lane's start time: leaving then is no
+    /// guess.
+    counts_if_dropped: bool,
 }
 
 impl Reservation {
@@ -398,7 +408,7 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.finish(true);
+        self.finish(self.counts_if_dropped);
     }
 }
 
@@ -416,6 +426,17 @@ impl Drop for ClientHold {
             self.shared.release(self.client, None, false);
         }
     }
+}
+
+/// What `reserve` does after one look at the counts.
+enum Step {
+    Done(Admission),
+    /// Wait for one of the client's own checks in flight to end, then look again.
+    WaitClient(tokio::sync::futures::OwnedNotified),
+    /// Take the attacked user's lane at this time.
+    Lane(Instant),
+    /// Wait in the attacked user's queue for a turn.
+    Queue(oneshot::Receiver<Turn>),
 }
 
 /// Per-client and per-user reservations and failure counts.
@@ -440,120 +461,140 @@ impl FailureLimiter {
         })
     }
 
+    /// One look at the counts, under the lock: what `reserve` does next.
+    fn step(&self, client: IpAddr, user: &str, known: bool) -> Step {
+        let shared = &self.shared;
+        let policy = shared.policy;
+        let rate = policy.decay_rate();
+        let user = user.to_string();
+        let mut guard = shared.lock();
+        let state = &mut *guard;
+        let now = Instant::now();
+        if !state.clients.contains_key(&client) {
+            prune(
+                &mut state.clients,
+                &mut state.prune_clients_at,
+                |e| client_idle(e, now, rate),
+                |e| e.failures.value(now, rate) + e.refusals.value(now, rate),
+            );
+        }
+        let entry = state.clients.entry(client).or_insert_with(|| ClientEntry {
+            failures: Decaying::new(now),
+            refusals: Decaying::new(now),
+            in_flight: 0,
+            released: None,
+        });
+        let failures = entry.failures.units(now, rate);
+        if failures >= policy.max_failures {
+            let retry_after = entry
+                .failures
+                .time_until(now, rate, f64::from(policy.max_failures) - 1.0)
+                .max(Duration::from_millis(1));
+            return Step::Done(Admission::Refused {
+                retry_after,
+                why: "too many failures from this client",
+            });
+        }
+        if failures + entry.in_flight >= policy.max_failures {
+            // Its own checks in flight fill the budget: wait for one.
+            let released = entry
+                .released
+                .get_or_insert_with(|| Arc::new(Notify::new()))
+                .clone();
+            return Step::WaitClient(released.notified_owned());
+        }
+        entry.in_flight += 1;
+        let score = failures + entry.refusals.units(now, rate);
+
+        if !state.users.contains_key(&user) {
+            prune(
+                &mut state.users,
+                &mut state.prune_users_at,
+                |e| user_idle(e, now, rate),
+                |e| e.failures.value(now, rate),
+            );
+        }
+        let record = state
+            .users
+            .entry(user.clone())
+            .or_insert_with(|| UserEntry::new(now));
+        let counted = record.failures.units(now, rate) + record.in_flight;
+        if known || counted < policy.max_failures {
+            record.in_flight += 1;
+            return Step::Done(Admission::Go(Reservation {
+                shared: shared.clone(),
+                client,
+                user,
+                lane: false,
+                done: false,
+                counts_if_dropped: true,
+            }));
+        }
+        // Under attack: one check at a time, spaced out.
+        if !record.lane_busy && record.waiters.is_empty() {
+            let start_at = now.max(record.next_slot);
+            record.lane_busy = true;
+            record.in_flight += 1;
+            record.next_slot = start_at + policy.attack_interval;
+            return Step::Lane(start_at);
+        } else {
+            let (sender, receiver) = oneshot::channel();
+            if record.waiters.len() >= policy.attack_queue {
+                let worst = record
+                    .waiters
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, w)| (w.score, w.seq))
+                    .filter(|(_, w)| w.score > score)
+                    .map(|(index, _)| index);
+                let refused = match worst {
+                    // Dropping its sender tells the worse waiter it lost its place.
+                    Some(index) => record.waiters.swap_remove(index).client,
+                    None => client,
+                };
+                let retry_after = policy.attack_interval * (policy.attack_queue as u32 + 1);
+                if let Some(entry) = state.clients.get_mut(&refused) {
+                    entry.refusals.add(now, rate);
+                }
+                if refused == client {
+                    if let Some(entry) = state.clients.get_mut(&client) {
+                        entry.in_flight = entry.in_flight.saturating_sub(1);
+                    }
+                    return Step::Done(Admission::Refused {
+                        retry_after: retry_after.max(Duration::from_millis(1)),
+                        why: "too many attempts waiting for this user",
+                    });
+                }
+            }
+            let record = state
+                .users
+                .get_mut(&user)
+                .expect("the user's entry was just made");
+            state.seq += 1;
+            record.waiters.push(Waiter {
+                client,
+                score,
+                seq: state.seq,
+                turn: sender,
+            });
+            return Step::Queue(receiver);
+        }
+    }
+
     /// Reserves a check for `client` and `user`, waiting for the user's turn
     /// when it is under attack. `known` says the password was accepted for
     /// this user recently, so the attempt skips the user's queue.
     pub async fn reserve(&self, client: IpAddr, user: &str, known: bool) -> Admission {
         let shared = &self.shared;
         let policy = shared.policy;
-        let rate = policy.decay_rate();
         let client = client_key(client);
         let user = user_key(user);
-        let now = Instant::now();
-        let waiting = {
-            let mut state = shared.lock();
-            let state = &mut *state;
-            if !state.clients.contains_key(&client) {
-                prune(
-                    &mut state.clients,
-                    &mut state.prune_clients_at,
-                    |e| client_idle(e, now, rate),
-                    |e| e.failures.value(now, rate) + e.refusals.value(now, rate),
-                );
-            }
-            let entry = state.clients.entry(client).or_insert_with(|| ClientEntry {
-                failures: Decaying::new(now),
-                refusals: Decaying::new(now),
-                in_flight: 0,
-            });
-            let failures = entry.failures.units(now, rate);
-            if failures + entry.in_flight >= policy.max_failures {
-                let target = f64::from(policy.max_failures) - 1.0 - f64::from(entry.in_flight);
-                let retry_after = if target < 0.0 {
-                    policy.window / policy.max_failures
-                } else {
-                    entry.failures.time_until(now, rate, target)
-                }
-                .max(Duration::from_millis(1));
-                return Admission::Refused {
-                    retry_after,
-                    why: "too many failures from this client",
-                };
-            }
-            entry.in_flight += 1;
-            let score = failures + entry.refusals.units(now, rate);
-
-            if !state.users.contains_key(&user) {
-                prune(
-                    &mut state.users,
-                    &mut state.prune_users_at,
-                    |e| user_idle(e, now, rate),
-                    |e| e.failures.value(now, rate),
-                );
-            }
-            let record = state
-                .users
-                .entry(user.clone())
-                .or_insert_with(|| UserEntry::new(now));
-            let counted = record.failures.units(now, rate) + record.in_flight;
-            if known || counted < policy.max_failures {
-                record.in_flight += 1;
-                return Admission::Go(Reservation {
-                    shared: shared.clone(),
-                    client,
-                    user,
-                    lane: false,
-                    done: false,
-                });
-            }
-            // Under attack: one check at a time, spaced out.
-            if !record.lane_busy && record.waiters.is_empty() {
-                let start_at = now.max(record.next_slot);
-                record.lane_busy = true;
-                record.in_flight += 1;
-                record.next_slot = start_at + policy.attack_interval;
-                Err(start_at)
-            } else {
-                let (sender, receiver) = oneshot::channel();
-                if record.waiters.len() >= policy.attack_queue {
-                    let worst = record
-                        .waiters
-                        .iter()
-                        .enumerate()
-                        .max_by_key(|(_, w)| (w.score, w.seq))
-                        .filter(|(_, w)| w.score > score)
-                        .map(|(index, _)| index);
-                    let refused = match worst {
-                        // Dropping its sender tells the worse waiter it lost its place.
-                        Some(index) => record.waiters.swap_remove(index).client,
-                        None => client,
-                    };
-                    let retry_after = policy.attack_interval * (policy.attack_queue as u32 + 1);
-                    if let Some(entry) = state.clients.get_mut(&refused) {
-                        entry.refusals.add(now, rate);
-                    }
-                    if refused == client {
-                        if let Some(entry) = state.clients.get_mut(&client) {
-                            entry.in_flight = entry.in_flight.saturating_sub(1);
-                        }
-                        return Admission::Refused {
-                            retry_after: retry_after.max(Duration::from_millis(1)),
-                            why: "too many attempts waiting for this user",
-                        };
-                    }
-                }
-                let record = state
-                    .users
-                    .get_mut(&user)
-                    .expect("the user's entry was just made");
-                state.seq += 1;
-                record.waiters.push(Waiter {
-                    client,
-                    score,
-                    seq: state.seq,
-                    turn: sender,
-                });
-                Ok(receiver)
+        let waiting = loop {
+            match self.step(client, &user, known) {
+                Step::Done(admission) => return admission,
+                Step::WaitClient(ended) => ended.await,
+                Step::Lane(start_at) => break Err(start_at),
+                Step::Queue(receiver) => break Ok(receiver),
             }
         };
         let start_at = match waiting {
@@ -580,12 +621,13 @@ impl FailureLimiter {
             }
         };
         // From here the lane is ours: dropping the reservation gives it back.
-        let reservation = Reservation {
+        let mut reservation = Reservation {
             shared: shared.clone(),
             client,
             user,
             lane: true,
             done: false,
+            counts_if_dropped: false,
         };
         tracing::info!(
             client = %reservation.client,
@@ -593,6 +635,7 @@ impl FailureLimiter {
             "AUTH for a user under attack: checks are spaced out"
         );
         tokio::time::sleep_until(start_at).await;
+        reservation.counts_if_dropped = true;
         Admission::Go(reservation)
     }
 }
@@ -702,23 +745,24 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_client_is_refused_after_max_failures_counting_checks_in_flight() {
-        let limiter = FailureLimiter::new(policy(10, 3)).unwrap();
-        // Three concurrent reservations use the whole budget before any answer.
-        let held: Vec<_> = [
-            go(&limiter, "192.0.2.7", "a").await,
-            go(&limiter, "192.0.2.7", "b").await,
-            go(&limiter, "192.0.2.7", "c").await,
-        ]
-        .into();
-        assert!(matches!(
-            limiter.reserve(ip("192.0.2.7"), "d", false).await,
-            Admission::Refused { .. }
-        ));
+        let limiter = Arc::new(FailureLimiter::new(policy(10, 3)).unwrap());
+        // Three concurrent reservations use the whole budget before any answer...
+        let mut held = Vec::new();
+        for user in ["a", "b", "c"] {
+            held.push(go(&limiter, "192.0.2.7", user).await);
+        }
+        // ...so a fourth waits for them, and is refused once they failed.
+        let fourth = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.reserve(ip("192.0.2.7"), "d", false).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!fourth.is_finished(), "waits while the budget is in flight");
         for reservation in held {
             reservation.failed().await;
         }
         assert!(matches!(
-            limiter.reserve(ip("192.0.2.7"), "e", false).await,
+            fourth.await.unwrap(),
             Admission::Refused { retry_after, .. } if retry_after > Duration::from_secs(1000)
         ));
         // One failure is forgotten after window / max_failures.
@@ -726,6 +770,26 @@ mod tests {
         go(&limiter, "192.0.2.7", "e").await.succeeded();
         // Another client is not affected, nor is the user for it.
         go(&limiter, "192.0.2.8", "a").await.succeeded();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_waiting_on_its_own_checks_gets_in_when_they_succeed() {
+        let limiter = Arc::new(FailureLimiter::new(policy(10, 2)).unwrap());
+        let first = go(&limiter, "192.0.2.9", "a").await;
+        let second = go(&limiter, "192.0.2.9", "b").await;
+        let third = tokio::spawn({
+            let limiter = limiter.clone();
+            async move {
+                matches!(
+                    limiter.reserve(ip("192.0.2.9"), "c", false).await,
+                    Admission::Go(_)
+                )
+            }
+        });
+        tokio::task::yield_now().await;
+        first.succeeded();
+        assert!(third.await.unwrap());
+        second.succeeded();
     }
 
     #[tokio::test(start_paused = true)]
