@@ -724,6 +724,9 @@ impl Scripted {
     }
 }
 
+/// A server's script: (start of a received line, the reply to send).
+type Script = &'static [(&'static str, &'static str)];
+
 /// How a hostile script must be answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -736,7 +739,7 @@ async fn scripted_answer(
     backend: &str,
     extra: &str,
     greeting: &'static str,
-    script: &'static [(&'static str, &'static str)],
+    script: Script,
 ) -> (Verification, Scripted) {
     let server = Scripted::start(greeting, script).await;
     let authenticator = Authenticator::new(&auth_config(&format!(
@@ -766,7 +769,7 @@ fn check(case: &str, answer: &Verification, expect: Expect, failures: &mut Vec<S
 #[tokio::test]
 async fn pop3_accepts_only_a_positive_reply_to_pass() {
     const GREETING: &str = "+OK scripted POP3\r\n";
-    let cases: [(&str, &'static [(&'static str, &'static str)], Expect, bool); 7] = [
+    let cases: [(&str, Script, Expect, bool); 7] = [
         (
             "-ERR [IN-USE] to USER",
             &[
@@ -849,7 +852,7 @@ async fn imap_accepts_only_its_own_tagged_ok() {
         "* CAPABILITY IMAP4rev1\r\nrg1 OK done\r\n",
     );
     const LOGOUT: (&str, &str) = ("rg5 LOGOUT", "* BYE\r\nrg5 OK\r\n");
-    let cases: [(&str, &str, &'static [(&'static str, &'static str)], Expect); 7] = [
+    let cases: [(&str, &str, Script, Expect); 7] = [
         (
             "PREAUTH greeting",
             "* PREAUTH already in\r\n",
@@ -925,13 +928,7 @@ async fn smtp_accepts_only_235_to_the_last_step() {
     const USER_B64: &str = "YWxpY2U=";
     const PASSWORD_B64: &str = "cHc=";
     let login = "smtp_mechanism = \"login\"";
-    let cases: [(
-        &str,
-        &str,
-        &'static [(&'static str, &'static str)],
-        Expect,
-        bool,
-    ); 7] = [
+    let cases: [(&str, &str, Script, Expect, bool); 7] = [
         (
             "235 to AUTH LOGIN itself",
             login,

@@ -536,7 +536,7 @@ impl FailureLimiter {
             record.lane_busy = true;
             record.in_flight += 1;
             record.next_slot = start_at + policy.attack_interval;
-            return Step::Lane(start_at);
+            Step::Lane(start_at)
         } else {
             let (sender, receiver) = oneshot::channel();
             if record.waiters.len() >= policy.attack_queue {
@@ -577,7 +577,7 @@ impl FailureLimiter {
                 seq: state.seq,
                 turn: sender,
             });
-            return Step::Queue(receiver);
+            Step::Queue(receiver)
         }
     }
 
