@@ -8,17 +8,20 @@
 # Prints VmRSS before, VmHWM (the peak) after, and how the attempts were
 # answered (535 checked and rejected, 454 no check slot within the timeout).
 # Environment: ATTEMPTS [1000], CHECKS [unset: the default, one per core]
-# sets [auth] max_concurrent_checks, TIMEOUT ["10s"] sets [auth] timeout.
+# sets [auth] max_concurrent_checks, TIMEOUT ["10s"] sets [auth] timeout,
+# PROFILE [release] the cargo profile to build (dev for a quick look:
+# argon2 is optimised in dev builds too).
 # Needs a file-descriptor limit above 2 x ATTEMPTS (raised here if allowed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ATTEMPTS=${ATTEMPTS:-1000}
 CHECKS=${CHECKS:-}
 TIMEOUT=${TIMEOUT:-10s}
+PROFILE=${PROFILE:-release}
 ulimit -n $(( ATTEMPTS * 2 + 256 )) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo build --release --quiet -p relaygate --bin relaygate
-RELAYGATE=target/release/relaygate
+cargo build --profile "$PROFILE" --quiet -p relaygate --bin relaygate
+RELAYGATE=target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")/relaygate
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
