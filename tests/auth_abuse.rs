@@ -372,3 +372,50 @@ async fn timed_out_checks_count_against_the_client() {
         "the refused attempt did not reach the backend"
     );
 }
+
+/// A hash that started runs out after its check timed out, and keeps its
+/// slot meanwhile: the next attempt finds no free slot until the hash ends.
+#[tokio::test]
+async fn a_started_hash_keeps_its_slot_after_its_check_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    // bcrypt cost 13: about half a second per check, far beyond the timeout.
+    let hash = bcrypt::hash(PASSWORD, 13).unwrap();
+    std::fs::write(&users, format!("{USER}:{hash}\n")).unwrap();
+    let text = format!(
+        "[auth]\nbackend = \"file\"\nusers_file = {:?}\nmax_concurrent_checks = 1\ntimeout = \"100ms\"\n",
+        users.display().to_string()
+    );
+    let config = Config::parse(&text).unwrap().auth.unwrap();
+    let authenticator = Authenticator::new(&config).unwrap();
+    let reason = |answer: Verification| match answer {
+        Verification::Unavailable { reason } => reason,
+        other => panic!("{other:?}"),
+    };
+    let started = Instant::now();
+    let first = reason(
+        authenticator
+            .verify(address(7, 1), &credentials(USER, PASSWORD))
+            .await,
+    );
+    assert!(first.contains("no answer within"), "{first}");
+    let second = reason(
+        authenticator
+            .verify(address(7, 2), &credentials("bob", "x"))
+            .await,
+    );
+    if started.elapsed() < Duration::from_millis(400) {
+        assert!(
+            second.contains("max_concurrent_checks"),
+            "the first hash still holds the only slot: {second}"
+        );
+    }
+    // Once that hash has ended, the slot is free again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let third = reason(
+        authenticator
+            .verify(address(7, 3), &credentials("carol", "x"))
+            .await,
+    );
+    assert!(third.contains("no answer within"), "{third}");
+}
