@@ -257,6 +257,10 @@ attack_queue_size = 4
         attacker.abort();
     }
 
+    eprintln!(
+        "burst: {guesses} wrong guesses reached the backend in {burst:?}; the real user was answered {} in {took:?}",
+        reply.code
+    );
     assert_eq!(reply.code, 235, "the real user is not locked out: {reply}");
     assert!(
         took < Duration::from_secs(10),
