@@ -2,7 +2,8 @@
 //! wrong passwords for one user from 40 addresses through the running proxy
 //! (how many guesses reach the backend, and the real user still getting in
 //! from a fresh address meanwhile); the cap on concurrent backend checks,
-//! observed by the backend; and timed-out checks counted like failures.
+//! observed by the backend; timed-out checks counted like failures; and the
+//! refusal counters on the admin endpoint.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use relaygate::auth::{Authenticator, Credentials, Verification};
 use relaygate::config::Config;
+use relaygate_tests::admin::http;
 use relaygate_tests::client::SmtpClient;
 use relaygate_tests::proxy::TestProxy;
 use relaygate_tests::upstream::{RecordingUpstream, UpstreamBehaviour};
@@ -202,6 +204,8 @@ upstream = "{{upstream}}"
 hostname = "relay.test"
 [policy]
 watch = false
+[admin]
+listen = "127.0.0.1:0"
 [policy.config]
 open_relay_addr_flag = 1
 open_relay_addr_list = []
@@ -274,6 +278,23 @@ attack_queue_size = 4
         "{guesses} wrong guesses reached the backend in {burst:?} (bound {bound}); {wrong_meanwhile} before the real user's answer"
     );
     assert!(guesses >= 10, "the burst was real: {guesses}");
+    // The refusals are counted apart from the backend's trouble.
+    let (_, metrics) = http(proxy.admin_addr().unwrap(), "GET", "/metrics")
+        .await
+        .unwrap();
+    let counter = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert!(
+        counter("relaygate_auth_throttled_total") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(counter("relaygate_auth_unavailable_total"), 0.0);
 }
 
 /// 50 concurrent attempts with the cap at 4: the backend never has more
