@@ -119,6 +119,17 @@ impl FailurePolicy {
             .min(MAX_DELAY)
     }
 
+    /// When to come back after a full queue: once every waiter had its turn.
+    fn queue_retry_after(&self) -> Duration {
+        let turns = u32::try_from(self.attack_queue)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        self.attack_interval
+            .checked_mul(turns)
+            .unwrap_or(MAX_DELAY)
+            .max(Duration::from_millis(1))
+    }
+
     /// Counted units forgotten per second.
     fn decay_rate(&self) -> f64 {
         f64::from(self.max_failures) / self.window.as_secs_f64().max(f64::MIN_POSITIVE)
@@ -552,7 +563,7 @@ impl FailureLimiter {
                     Some(index) => record.waiters.swap_remove(index).client,
                     None => client,
                 };
-                let retry_after = policy.attack_interval * (policy.attack_queue as u32 + 1);
+                let retry_after = policy.queue_retry_after();
                 if let Some(entry) = state.clients.get_mut(&refused) {
                     entry.refusals.add(now, rate);
                 }
@@ -613,7 +624,7 @@ impl FailureLimiter {
                     }
                     Err(_) => {
                         return Admission::Refused {
-                            retry_after: policy.attack_interval * (policy.attack_queue as u32 + 1),
+                            retry_after: policy.queue_retry_after(),
                             why: "too many attempts waiting for this user",
                         };
                     }

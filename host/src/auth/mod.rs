@@ -359,6 +359,10 @@ mod tests {
                 "auth.attack_check_interval",
             ),
             (
+                "backend = \"imap\"\nserver = \"h:1\"\nattack_check_interval = \"2days\"",
+                "auth.attack_check_interval",
+            ),
+            (
                 "backend = \"imap\"\nserver = \"h:1\"\ntls_ca = \"/nonexistent/ca.pem\"",
                 "auth.tls_ca",
             ),

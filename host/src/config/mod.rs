@@ -535,6 +535,10 @@ fn auth_config(auth: AuthSection, hostname: &str, problems: &mut Vec<String>) ->
     if failure_window.is_zero() {
         problems.push("auth.failure_window: must be longer than 0s".to_string());
     }
+    let attack_check_interval = auth.attack_check_interval.unwrap_or(Duration::from_secs(2));
+    if attack_check_interval > Duration::from_secs(3600) {
+        problems.push("auth.attack_check_interval: must be at most 1h".to_string());
+    }
     let max_concurrent_checks = auth
         .max_concurrent_checks
         .unwrap_or_else(|| default_concurrent_checks(auth.backend));
