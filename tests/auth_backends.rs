@@ -536,7 +536,8 @@ async fn failures_slow_down_then_refuse_per_client_and_per_user() {
     );
     assert_eq!(server.auth_attempts(), 4);
 
-    // Beyond max_failures the backend is not asked, even with the right password.
+    // Beyond max_failures this client is refused without asking, even with
+    // the right password, for any user.
     for user in ["alice", "carol"] {
         let answer = authenticator
             .verify(attacker, &credentials(user, ALICE_PASSWORD))
@@ -546,27 +547,32 @@ async fn failures_slow_down_then_refuse_per_client_and_per_user() {
             "{user}: {answer:?}"
         );
     }
-    // The user is throttled from other addresses too.
-    let other: IpAddr = "127.0.0.10".parse().unwrap();
-    let answer = authenticator
-        .verify(other, &credentials("alice", ALICE_PASSWORD))
-        .await;
-    assert!(
-        matches!(answer, Verification::Throttled { .. }),
-        "{answer:?}"
-    );
     assert_eq!(
         server.auth_attempts(),
         4,
         "throttled attempts never reach the backend"
     );
+    // The user is not locked out: from another address the right password
+    // is checked (the user is under attack, so its checks are spaced out).
+    let other: IpAddr = "127.0.0.10".parse().unwrap();
+    let started = Instant::now();
+    let answer = authenticator
+        .verify(other, &credentials("alice", ALICE_PASSWORD))
+        .await;
+    assert_eq!(answer, Verification::Accepted);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.auth_attempts(), 5);
 
     // Another user from another address is not affected.
     let answer = authenticator
         .verify(other, &credentials("ALICE2", "x"))
         .await;
     assert_eq!(answer, Verification::Rejected);
-    assert_eq!(server.auth_attempts(), 5);
+    assert_eq!(server.auth_attempts(), 6);
 }
 
 /// A scripted IMAP server for what a real Dovecot on loopback never does:
@@ -653,4 +659,359 @@ async fn imap_no_with_unavailable_code_is_unavailable_not_rejected() {
         "{answer:?}"
     );
     task.abort();
+}
+
+/// A server that answers each line it receives from a script: the first
+/// entry whose text starts the line (case-insensitive) gives the reply;
+/// lines no entry matches end the connection. Records what it received.
+struct Scripted {
+    address: SocketAddr,
+    received: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Scripted {
+    async fn start(
+        greeting: &'static str,
+        script: &'static [(&'static str, &'static str)],
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = received.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    write.write_all(greeting.as_bytes()).await?;
+                    while let Some(line) = lines.next_line().await? {
+                        log.lock().unwrap().push(line.clone());
+                        let upper = line.to_ascii_uppercase();
+                        let Some((_, reply)) = script
+                            .iter()
+                            .find(|(start, _)| upper.starts_with(&start.to_ascii_uppercase()))
+                        else {
+                            break;
+                        };
+                        write.write_all(reply.as_bytes()).await?;
+                    }
+                    std::io::Result::Ok(())
+                });
+            }
+        });
+        Self {
+            address,
+            received,
+            task,
+        }
+    }
+
+    /// Whether any line received contained `text`.
+    fn received(&self, text: &str) -> bool {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains(text))
+    }
+}
+
+/// A server's script: (start of a received line, the reply to send).
+type Script = &'static [(&'static str, &'static str)];
+
+/// How a hostile script must be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Rejected,
+    Unavailable,
+    Accepted,
+}
+
+async fn scripted_answer(
+    backend: &str,
+    extra: &str,
+    greeting: &'static str,
+    script: Script,
+) -> (Verification, Scripted) {
+    let server = Scripted::start(greeting, script).await;
+    let authenticator = Authenticator::new(&auth_config(&format!(
+        "backend = \"{backend}\"\nserver = \"{}\"\ntimeout = \"2s\"\n{extra}",
+        server.address
+    )))
+    .unwrap();
+    let answer = authenticator
+        .verify(client(), &credentials("alice", "pw"))
+        .await;
+    (answer, server)
+}
+
+fn check(case: &str, answer: &Verification, expect: Expect, failures: &mut Vec<String>) {
+    let ok = match expect {
+        Expect::Rejected => *answer == Verification::Rejected,
+        Expect::Accepted => *answer == Verification::Accepted,
+        Expect::Unavailable => matches!(answer, Verification::Unavailable { .. }),
+    };
+    if !ok {
+        failures.push(format!("{case}: {answer:?}, expected {expect:?}"));
+    }
+}
+
+/// Only +OK to PASS accepts; what USER gets is never acceptance, and no
+/// reply other than the one to PASS is taken as its answer.
+#[tokio::test]
+async fn pop3_accepts_only_a_positive_reply_to_pass() {
+    const GREETING: &str = "+OK scripted POP3\r\n";
+    let cases: [(&str, Script, Expect, bool); 7] = [
+        (
+            "-ERR [IN-USE] to USER",
+            &[
+                ("USER", "-ERR [IN-USE] mailbox locked\r\n"),
+                ("QUIT", "+OK\r\n"),
+            ],
+            Expect::Unavailable,
+            false,
+        ),
+        (
+            "-ERR [AUTH] to USER",
+            &[("USER", "-ERR [AUTH] no\r\n"), ("QUIT", "+OK\r\n")],
+            Expect::Rejected,
+            false,
+        ),
+        (
+            "-ERR [SYS/TEMP] to USER",
+            &[("USER", "-ERR [SYS/TEMP] later\r\n"), ("QUIT", "+OK\r\n")],
+            Expect::Unavailable,
+            false,
+        ),
+        (
+            "-ERR [IN-USE] to PASS",
+            &[
+                ("USER", "+OK\r\n"),
+                ("PASS", "-ERR [IN-USE] locked\r\n"),
+                ("QUIT", "+OK\r\n"),
+            ],
+            Expect::Unavailable,
+            true,
+        ),
+        (
+            "two +OK to USER, then -ERR to PASS",
+            &[
+                ("USER", "+OK\r\n+OK\r\n"),
+                ("PASS", "-ERR [AUTH] wrong\r\n"),
+                ("QUIT", "+OK\r\n"),
+            ],
+            Expect::Unavailable,
+            false,
+        ),
+        (
+            "-ERR [AUTH] to PASS",
+            &[
+                ("USER", "+OK\r\n"),
+                ("PASS", "-ERR [AUTH] wrong\r\n"),
+                ("QUIT", "+OK\r\n"),
+            ],
+            Expect::Rejected,
+            true,
+        ),
+        (
+            "+OK to PASS",
+            &[
+                ("USER", "+OK\r\n"),
+                ("PASS", "+OK logged in\r\n"),
+                ("QUIT", "+OK\r\n"),
+            ],
+            Expect::Accepted,
+            true,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (case, script, expect, pass_sent) in cases {
+        let (answer, server) = scripted_answer("pop3", "", GREETING, script).await;
+        check(case, &answer, expect, &mut failures);
+        if server.received("PASS") != pass_sent {
+            failures.push(format!("{case}: PASS sent: {}", !pass_sent));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Only the tagged OK with the login command's own tag accepts.
+#[tokio::test]
+async fn imap_accepts_only_its_own_tagged_ok() {
+    const READY: &str = "* OK scripted IMAP\r\n";
+    const CAPABILITY: (&str, &str) = (
+        "rg1 CAPABILITY",
+        "* CAPABILITY IMAP4rev1\r\nrg1 OK done\r\n",
+    );
+    const LOGOUT: (&str, &str) = ("rg5 LOGOUT", "* BYE\r\nrg5 OK\r\n");
+    let cases: [(&str, &str, Script, Expect); 7] = [
+        (
+            "PREAUTH greeting",
+            "* PREAUTH already in\r\n",
+            &[CAPABILITY, ("rg4 LOGIN", "rg4 OK\r\n"), LOGOUT],
+            Expect::Unavailable,
+        ),
+        (
+            "untagged OK, then tagged NO",
+            READY,
+            &[
+                CAPABILITY,
+                (
+                    "rg4 LOGIN",
+                    "* OK [ALERT] hello\r\nrg4 NO [AUTHENTICATIONFAILED] no\r\n",
+                ),
+                LOGOUT,
+            ],
+            Expect::Rejected,
+        ),
+        (
+            "only an untagged OK",
+            READY,
+            &[CAPABILITY, ("rg4 LOGIN", "* OK logged in\r\n"), LOGOUT],
+            Expect::Unavailable,
+        ),
+        (
+            "tagged OK to another tag",
+            READY,
+            &[CAPABILITY, ("rg4 LOGIN", "rg3 OK logged in\r\n"), LOGOUT],
+            Expect::Unavailable,
+        ),
+        (
+            "continuation request to LOGIN",
+            READY,
+            &[CAPABILITY, ("rg4 LOGIN", "+ go on\r\n"), LOGOUT],
+            Expect::Unavailable,
+        ),
+        (
+            "rg4 OK sent ahead with CAPABILITY",
+            READY,
+            &[
+                (
+                    "rg1 CAPABILITY",
+                    "* CAPABILITY IMAP4rev1\r\nrg1 OK done\r\nrg4 OK logged in\r\n",
+                ),
+                ("rg4 LOGIN", "rg4 NO [AUTHENTICATIONFAILED] no\r\n"),
+                LOGOUT,
+            ],
+            Expect::Unavailable,
+        ),
+        (
+            "tagged OK",
+            READY,
+            &[CAPABILITY, ("rg4 LOGIN", "rg4 OK logged in\r\n"), LOGOUT],
+            Expect::Accepted,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (case, greeting, script, expect) in cases {
+        let (answer, _server) = scripted_answer("imap", "", greeting, script).await;
+        check(case, &answer, expect, &mut failures);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Only 235 to the exchange's last step accepts.
+#[tokio::test]
+async fn smtp_accepts_only_235_to_the_last_step() {
+    const GREETING: &str = "220 scripted ESMTP\r\n";
+    const EHLO: (&str, &str) = ("EHLO", "250-scripted\r\n250 AUTH PLAIN LOGIN\r\n");
+    const QUIT: (&str, &str) = ("QUIT", "221 bye\r\n");
+    // The LOGIN steps: the user name and the password, base64.
+    const USER_B64: &str = "YWxpY2U=";
+    const PASSWORD_B64: &str = "cHc=";
+    let login = "smtp_mechanism = \"login\"";
+    let cases: [(&str, &str, Script, Expect, bool); 7] = [
+        (
+            "235 to AUTH LOGIN itself",
+            login,
+            &[EHLO, ("AUTH LOGIN", "235 2.7.0 ok\r\n"), QUIT],
+            Expect::Unavailable,
+            false,
+        ),
+        (
+            "235 to the LOGIN user name",
+            login,
+            &[
+                EHLO,
+                ("AUTH LOGIN", "334 VXNlcm5hbWU6\r\n"),
+                (USER_B64, "235 2.7.0 ok\r\n"),
+                QUIT,
+            ],
+            Expect::Unavailable,
+            false,
+        ),
+        (
+            "334 again after the password",
+            login,
+            &[
+                EHLO,
+                ("AUTH LOGIN", "334 VXNlcm5hbWU6\r\n"),
+                (USER_B64, "334 UGFzc3dvcmQ6\r\n"),
+                (PASSWORD_B64, "334 more\r\n"),
+                QUIT,
+            ],
+            Expect::Unavailable,
+            true,
+        ),
+        (
+            "235 to the LOGIN password",
+            login,
+            &[
+                EHLO,
+                ("AUTH LOGIN", "334 VXNlcm5hbWU6\r\n"),
+                (USER_B64, "334 UGFzc3dvcmQ6\r\n"),
+                (PASSWORD_B64, "235 2.7.0 ok\r\n"),
+                QUIT,
+            ],
+            Expect::Accepted,
+            true,
+        ),
+        (
+            "multi-line 535 then 235",
+            "",
+            &[
+                EHLO,
+                ("AUTH PLAIN", "535-5.7.8 no\r\n235 2.7.0 ok\r\n"),
+                QUIT,
+            ],
+            Expect::Unavailable,
+            true,
+        ),
+        (
+            "235 sent ahead with EHLO",
+            "",
+            &[
+                ("EHLO", "250 scripted\r\n235 2.7.0 ok\r\n"),
+                ("AUTH PLAIN", "535 5.7.8 no\r\n"),
+                QUIT,
+            ],
+            Expect::Unavailable,
+            false,
+        ),
+        (
+            "334 to PLAIN with initial response",
+            "",
+            &[EHLO, ("AUTH PLAIN", "334 \r\n"), QUIT],
+            Expect::Unavailable,
+            true,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (case, extra, script, expect, password_sent) in cases {
+        let (answer, server) = scripted_answer("smtp", extra, GREETING, script).await;
+        check(case, &answer, expect, &mut failures);
+        let sent = server.received(PASSWORD_B64) || server.received("AUTH PLAIN ");
+        if sent != password_sent {
+            failures.push(format!("{case}: password sent: {sent}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

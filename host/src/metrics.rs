@@ -46,6 +46,12 @@ pub struct Metrics {
     pub reloads: Family<KindLabel, Counter>,
     /// Failed SMTP AUTH attempts.
     pub auth_failures: Counter,
+    /// SMTP AUTH attempts refused by the brute-force control without asking
+    /// the backend (also counted in `auth_failures`).
+    pub auth_throttled: Counter,
+    /// SMTP AUTH attempts the backend gave no answer to: down, timed out, or
+    /// no free check slot (`max_concurrent_checks`) within the timeout.
+    pub auth_unavailable: Counter,
     /// Failed policy state operations by kind (unavailable, timeout,
     /// too-large, invalid).
     pub state_errors: Family<KindLabel, Counter>,
@@ -70,6 +76,8 @@ impl Default for Metrics {
             upstream_errors: Counter::default(),
             reloads: Family::default(),
             auth_failures: Counter::default(),
+            auth_throttled: Counter::default(),
+            auth_unavailable: Counter::default(),
             state_errors: Family::default(),
             write_timeouts: Family::default(),
             error_limit_closes: Counter::default(),
@@ -119,6 +127,16 @@ impl Default for Metrics {
             "auth_failures",
             "Failed SMTP AUTH attempts",
             metrics.auth_failures.clone(),
+        );
+        registry.register(
+            "auth_throttled",
+            "SMTP AUTH attempts refused by the brute-force control without asking the backend",
+            metrics.auth_throttled.clone(),
+        );
+        registry.register(
+            "auth_unavailable",
+            "SMTP AUTH attempts the backend gave no answer to (down, timed out, no free check slot)",
+            metrics.auth_unavailable.clone(),
         );
         registry.register(
             "state_errors",

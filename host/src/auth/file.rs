@@ -12,7 +12,10 @@
 //!   as unavailable, never from the old contents.
 //! - An unknown user still costs one hash verification, against a dummy
 //!   hash made like the file's first one, so timing does not tell which
-//!   users exist. Verification runs on the blocking thread pool.
+//!   users exist. Verification runs on the blocking thread pool, holding its
+//!   check slot (`max_concurrent_checks`) until the hash is done; a check
+//!   whose caller is gone (timed out, client left) before its hash starts
+//!   never starts it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,7 @@ use std::time::SystemTime;
 use anyhow::{Context, bail};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, Params};
+use tokio::sync::OwnedSemaphorePermit;
 use zeroize::Zeroizing;
 
 use super::{BackendAnswer, Credentials};
@@ -95,16 +99,31 @@ impl FileBackend {
         })
     }
 
-    pub(crate) async fn check(&self, attempt: &Credentials) -> BackendAnswer {
+    pub(crate) async fn check(
+        &self,
+        attempt: &Credentials,
+        slot: OwnedSemaphorePermit,
+    ) -> BackendAnswer {
         let users = self.current().await?;
         let (hash, known) = match users.hashes.get(&attempt.user) {
             Some(hash) => (hash.clone(), true),
             None => (users.dummy.clone(), false),
         };
         let password = Zeroizing::new(attempt.password().to_string());
-        let matches = tokio::task::spawn_blocking(move || verify(&password, &hash))
+        // Alive while this future is: the blocking task looks before hashing.
+        let caller = Arc::new(());
+        let waiting = Arc::downgrade(&caller);
+        let task = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            // Nobody waits for the answer any more: do not start the hash.
+            waiting.upgrade()?;
+            Some(verify(&password, &hash))
+        });
+        let matches = task
             .await
-            .context("hash verification task failed")?;
+            .context("hash verification task failed")?
+            .context("hash verification abandoned")?;
+        drop(caller);
         Ok(matches && known)
     }
 

@@ -2,9 +2,14 @@
 //! service accepts them (RFC 9051/3501 LOGIN, or AUTHENTICATE PLAIN when the
 //! server disables LOGIN).
 //!
-//! Tagged OK is accepted, tagged NO rejected (except NO with a response code
-//! saying the server cannot answer, RFC 5530), BAD, garbage or a closed
-//! connection unavailable.
+//! Only a tagged OK with the LOGIN/AUTHENTICATE command's own tag accepts;
+//! tagged NO rejects (except NO with a response code saying the server
+//! cannot answer, RFC 5530); BAD, garbage or a closed connection is
+//! unavailable. So are a PREAUTH greeting (no password was checked), a
+//! tagged reply with another tag, a continuation request where none was
+//! asked for, `* BYE`, and a server that sent lines before the credentials
+//! went out (they would be read as the answer to them). Untagged `* OK`
+//! lines are never an answer.
 
 use std::collections::HashSet;
 
@@ -178,6 +183,7 @@ async fn send_parts(
     parts: Vec<(Zeroizing<Vec<u8>>, bool)>,
 ) -> anyhow::Result<Tagged> {
     for (bytes, wait) in parts {
+        conversation.ensure_in_step("the last command")?;
         conversation.write(&bytes).await?;
         if wait && let Progress::Done(tagged) = read_progress(conversation, tag, true).await? {
             return Ok(tagged);

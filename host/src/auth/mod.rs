@@ -3,8 +3,17 @@
 //! An [`Authenticator`] is built from `[auth]` and answers one question per
 //! AUTH attempt: are these the user's POP/IMAP credentials? It asks one
 //! backend ([`imap`], [`pop3`], [`file`] or [`smtp`]), remembers successes
-//! for `cache_ttl` ([`cache`]) and slows down, then refuses, repeated
-//! failures per client address and per user ([`limiter`]).
+//! for `cache_ttl` ([`cache`]), and reserves each attempt's place in the
+//! per-client and per-user counts before asking ([`limiter`]).
+//!
+//! Checks are bounded work: at most `max_concurrent_checks` run at once
+//! (all backends); an attempt waits for a free slot at most `timeout`, then
+//! gets 454. A check is abandoned when its `timeout` passes or its caller
+//! drops it: a `file` hash that has not started never starts, one that has
+//! started runs out on the blocking pool and keeps its slot until it ends,
+//! so memory stays within `max_concurrent_checks` hashes (about 19 MiB each
+//! for argon2 with the default parameters). A timed-out check counts
+//! against the client and the user like a failure.
 //!
 //! A backend that cannot give a clear answer (down, slow, garbled) yields
 //! [`Verification::Unavailable`], never [`Verification::Accepted`].
@@ -20,14 +29,20 @@ mod transport;
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
 
 use crate::config::AuthConfig;
 use cache::SuccessCache;
-use limiter::{FailureLimiter, Gate};
+use limiter::{Admission, FailureLimiter};
+
+/// Passwords accepted recently are remembered (as keyed hashes) at most this
+/// many at once, so that they skip an attacked user's queue.
+const KNOWN_GOOD_SIZE: usize = 4096;
 
 /// What the client sent. The password is zeroized on drop and never
 /// Debug-printed.
@@ -110,12 +125,24 @@ impl Backend {
         })
     }
 
-    async fn check(&self, attempt: &Credentials) -> BackendAnswer {
+    /// One check, holding `slot` (one of `max_concurrent_checks`) until its
+    /// work is over, which for a started hash may be after this future is
+    /// dropped.
+    async fn check(&self, attempt: &Credentials, slot: OwnedSemaphorePermit) -> BackendAnswer {
         match self {
-            Self::Imap(backend) => backend.check(attempt).await,
-            Self::Pop3(backend) => backend.check(attempt).await,
-            Self::File(backend) => backend.check(attempt).await,
-            Self::Smtp(backend) => backend.check(attempt).await,
+            Self::Imap(backend) => {
+                let _slot = slot;
+                backend.check(attempt).await
+            }
+            Self::Pop3(backend) => {
+                let _slot = slot;
+                backend.check(attempt).await
+            }
+            Self::File(backend) => backend.check(attempt, slot).await,
+            Self::Smtp(backend) => {
+                let _slot = slot;
+                backend.check(attempt).await
+            }
         }
     }
 }
@@ -127,7 +154,12 @@ pub struct Authenticator {
     backend_name: String,
     timeout: Duration,
     cache: Option<SuccessCache>,
+    /// Passwords accepted within `failure_window`: they skip an attacked
+    /// user's queue (still checked by the backend).
+    known_good: SuccessCache,
     limiter: FailureLimiter,
+    slots: Arc<Semaphore>,
+    max_checks: usize,
 }
 
 impl fmt::Debug for Authenticator {
@@ -136,6 +168,7 @@ impl fmt::Debug for Authenticator {
             .field("backend", &self.backend_name)
             .field("timeout", &self.timeout)
             .field("cache", &self.cache.is_some())
+            .field("max_concurrent_checks", &self.max_checks)
             .finish_non_exhaustive()
     }
 }
@@ -152,51 +185,99 @@ impl Authenticator {
             backend_name: config.backend.clone(),
             timeout: config.timeout,
             cache,
+            known_good: SuccessCache::new(config.failure_window, KNOWN_GOOD_SIZE),
             limiter: FailureLimiter::new(limiter::FailurePolicy::from_config(config))?,
+            slots: Arc::new(Semaphore::new(config.max_concurrent_checks.max(1))),
+            max_checks: config.max_concurrent_checks.max(1),
         })
     }
 
-    /// Checks one AUTH attempt. Applies the brute-force control (may sleep
-    /// before answering a failure, or refuse without asking the backend) and
-    /// the success cache.
+    /// Checks one AUTH attempt. Reserves its place in the brute-force counts
+    /// first (may refuse, or wait for the user's turn when it is under
+    /// attack), then asks the success cache or the backend within a bounded
+    /// number of concurrent checks, and may sleep before answering a
+    /// failure. Dropping the future abandons the check (counted as a
+    /// failure if it had begun).
     pub async fn verify(&self, client: IpAddr, attempt: &Credentials) -> Verification {
-        if let Gate::Closed { retry_after } = self.limiter.gate(client, &attempt.user) {
-            tracing::warn!(
-                %client,
-                user = %attempt.user,
-                retry_after = ?retry_after,
-                "AUTH refused without asking the backend: too many failures"
-            );
-            return Verification::Throttled { retry_after };
-        }
-        if let Some(cache) = &self.cache
-            && cache.contains(&attempt.user, attempt.password())
-        {
+        let cached = self
+            .cache
+            .as_ref()
+            .is_some_and(|cache| cache.contains(&attempt.user, attempt.password()));
+        let known = cached || self.known_good.contains(&attempt.user, attempt.password());
+        let reservation = match self.limiter.reserve(client, &attempt.user, known).await {
+            Admission::Go(reservation) => reservation,
+            Admission::Refused { retry_after, why } => {
+                tracing::warn!(
+                    %client,
+                    user = %attempt.user,
+                    retry_after = ?retry_after,
+                    "AUTH refused without asking the backend: {why}"
+                );
+                return Verification::Throttled { retry_after };
+            }
+        };
+        if cached {
+            reservation.succeeded();
             tracing::debug!(%client, user = %attempt.user, "AUTH accepted from the success cache");
             return Verification::Accepted;
         }
-        let answer = match tokio::time::timeout(self.timeout, self.backend.check(attempt)).await {
-            Ok(answer) => answer,
-            Err(_) => Err(anyhow::anyhow!(
-                "no answer within {}",
-                humantime::format_duration(self.timeout)
-            )),
-        };
+        // Waiting for a slot is bounded by the same timeout as the check.
+        let slot =
+            match tokio::time::timeout(self.timeout, self.slots.clone().acquire_owned()).await {
+                Ok(Ok(slot)) => slot,
+                Ok(Err(_)) | Err(_) => {
+                    reservation.unavailable();
+                    return self.unavailable(
+                    client,
+                    attempt,
+                    format!(
+                        "all {} credential checks (auth.max_concurrent_checks) stayed busy for {}",
+                        self.max_checks,
+                        humantime::format_duration(self.timeout)
+                    ),
+                );
+                }
+            };
+        let answer =
+            match tokio::time::timeout(self.timeout, self.backend.check(attempt, slot)).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    reservation.timed_out();
+                    return self.unavailable(
+                        client,
+                        attempt,
+                        format!(
+                            "no answer within {}",
+                            humantime::format_duration(self.timeout)
+                        ),
+                    );
+                }
+            };
         match answer {
             Ok(true) => {
+                reservation.succeeded();
                 if let Some(cache) = &self.cache {
                     cache.insert(&attempt.user, attempt.password());
                 }
+                self.known_good.insert(&attempt.user, attempt.password());
                 tracing::info!(%client, user = %attempt.user, backend = %self.backend_name, "AUTH accepted");
                 Verification::Accepted
             }
-            Ok(false) => self.limiter.failed(client, &attempt.user).await,
+            Ok(false) => {
+                reservation.failed().await;
+                Verification::Rejected
+            }
             Err(error) => {
-                let reason = format!("{} backend: {error:#}", self.backend_name);
-                tracing::warn!(%client, user = %attempt.user, %reason, "AUTH backend unavailable");
-                Verification::Unavailable { reason }
+                reservation.unavailable();
+                self.unavailable(client, attempt, format!("{error:#}"))
             }
         }
+    }
+
+    fn unavailable(&self, client: IpAddr, attempt: &Credentials, why: String) -> Verification {
+        let reason = format!("{} backend: {why}", self.backend_name);
+        tracing::warn!(%client, user = %attempt.user, %reason, "AUTH backend unavailable");
+        Verification::Unavailable { reason }
     }
 }
 
@@ -229,6 +310,15 @@ mod tests {
             (3, 10),
             "brute-force control is on by default"
         );
+        assert_eq!(auth.attack_check_interval, Duration::from_secs(2));
+        assert_eq!(auth.attack_queue_size, 4);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(auth.max_concurrent_checks, 4 * cores);
+        let file = parse("backend = \"file\"\nusers_file = \"/dev/null\"")
+            .unwrap()
+            .auth
+            .unwrap();
+        assert_eq!(file.max_concurrent_checks, cores, "one hash per core");
         assert!(Authenticator::new(&auth).is_ok());
     }
 
@@ -259,6 +349,18 @@ mod tests {
             (
                 "backend = \"imap\"\nserver = \"h:1\"\nfailures_before_delay = 11",
                 "auth.failures_before_delay",
+            ),
+            (
+                "backend = \"imap\"\nserver = \"h:1\"\nmax_concurrent_checks = 0",
+                "auth.max_concurrent_checks",
+            ),
+            (
+                "backend = \"imap\"\nserver = \"h:1\"\nattack_check_interval = \"often\"",
+                "auth.attack_check_interval",
+            ),
+            (
+                "backend = \"imap\"\nserver = \"h:1\"\nattack_check_interval = \"2days\"",
+                "auth.attack_check_interval",
             ),
             (
                 "backend = \"imap\"\nserver = \"h:1\"\ntls_ca = \"/nonexistent/ca.pem\"",

@@ -1,10 +1,13 @@
 //! The `pop3` backend: the credentials are right when the mail server's POP3
 //! service accepts USER/PASS (RFC 1939; no APOP).
 //!
-//! `+OK` to PASS is accepted, `-ERR` rejected, except `-ERR [SYS/...]` (the
-//! server cannot answer now, RFC 3206), which is unavailable like garbage or
-//! a closed connection. `-ERR [IN-USE]` means the password was right but the
-//! mailbox is locked (RFC 2449), so it counts as accepted.
+//! Only `+OK` to PASS accepts: `+OK` to USER says nothing about the
+//! password. `-ERR` to USER or PASS rejects, except `-ERR [SYS/...]` (the
+//! server cannot answer now, RFC 3206) and `-ERR [IN-USE]` (the maildrop is
+//! locked, RFC 2449: the server may say so before or without checking the
+//! password), which are unavailable like garbage or a closed connection.
+//! A server that sends more than one line for a command is out of step and
+//! unavailable: a stale `+OK` must never be read as the answer to PASS.
 
 use anyhow::bail;
 
@@ -51,11 +54,18 @@ impl Pop3Backend {
             .await?;
         let answer = match reply(&mut conversation).await? {
             Reply::Ok => {
+                conversation.ensure_in_step("USER")?;
                 let line = zeroize::Zeroizing::new(format!("PASS {}", attempt.password()));
                 conversation.send_line(&line).await?;
-                verdict(reply(&mut conversation).await?)
+                let answer = verdict(reply(&mut conversation).await?);
+                conversation.ensure_in_step("PASS")?;
+                answer
             }
-            Reply::Err(text) => verdict(Reply::Err(text)),
+            // The password was never sent, so this can only be a refusal.
+            Reply::Err(text) => match verdict(Reply::Err(text)) {
+                Ok(_) => Ok(false),
+                Err(error) => Err(error),
+            },
         };
         conversation.goodbye("QUIT").await;
         answer
@@ -76,9 +86,7 @@ fn verdict(reply: Reply) -> BackendAnswer {
                 .and_then(|rest| rest.split(']').next())
                 .unwrap_or("")
                 .to_ascii_uppercase();
-            if code == "IN-USE" {
-                Ok(true)
-            } else if code.starts_with("SYS/") {
+            if code == "IN-USE" || code.starts_with("SYS/") {
                 bail!(
                     "POP3 server cannot check credentials now: {}",
                     excerpt(&text)
@@ -127,7 +135,8 @@ mod tests {
         assert!(verdict(Reply::Ok).unwrap());
         assert!(!verdict(Reply::Err("[AUTH] Authentication failed.".into())).unwrap());
         assert!(!verdict(Reply::Err(String::new())).unwrap());
-        assert!(verdict(Reply::Err("[IN-USE] locked".into())).unwrap());
+        assert!(verdict(Reply::Err("[IN-USE] locked".into())).is_err());
+        assert!(verdict(Reply::Err("[SYS/PERM] broken".into())).is_err());
         assert!(verdict(Reply::Err("[SYS/TEMP] try later".into())).is_err());
     }
 

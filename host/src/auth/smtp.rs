@@ -1,8 +1,12 @@
 //! The `smtp` backend: the credentials are right when the upstream's
 //! submission service accepts them with AUTH PLAIN or AUTH LOGIN (RFC 4954).
 //!
-//! 235 is accepted, 535 rejected; any other reply, garbage or a closed
-//! connection is unavailable.
+//! Only 235 to the exchange's last step (the PLAIN initial response, the
+//! LOGIN password) accepts; 535 rejects; any other reply, garbage or a
+//! closed connection is unavailable. So is 235 before the password was sent,
+//! a 334 asking for more after it, a multi-line reply whose lines disagree
+//! on the code, and a server that sent a reply before it was asked (a stale
+//! reply must never be read as the answer to AUTH).
 
 use anyhow::bail;
 use base64::Engine;
@@ -63,34 +67,54 @@ impl SmtpBackend {
                 message.push(0);
                 message.extend_from_slice(attempt.password().as_bytes());
                 let line = Zeroizing::new(format!("AUTH PLAIN {}", BASE64.encode(&*message)));
+                conversation.ensure_in_step("EHLO")?;
                 conversation.send_line(&line).await?;
                 read_reply(&mut conversation).await?
             }
             SmtpMechanism::Login => login(&mut conversation, attempt).await?,
         };
         let answer = verdict(&final_reply);
+        conversation.ensure_in_step("AUTH")?;
         conversation.goodbye("QUIT").await;
         answer
     }
 }
 
-/// AUTH LOGIN: user and password each after a 334 challenge.
+/// AUTH LOGIN: user and password each after a 334 challenge. Before the
+/// password is sent, only 334 continues; anything else (235 included) ends
+/// the exchange without an answer about the password.
 async fn login(conversation: &mut Conversation, attempt: &Credentials) -> anyhow::Result<Reply> {
+    conversation.ensure_in_step("EHLO")?;
     conversation.send_line("AUTH LOGIN").await?;
     let reply = read_reply(conversation).await?;
     if reply.code != 334 {
-        return Ok(reply);
+        return early(reply, "AUTH LOGIN");
     }
+    conversation.ensure_in_step("AUTH LOGIN")?;
     conversation
         .send_line(&BASE64.encode(attempt.user.as_bytes()))
         .await?;
     let reply = read_reply(conversation).await?;
     if reply.code != 334 {
-        return Ok(reply);
+        return early(reply, "the user name");
     }
+    conversation.ensure_in_step("the user name")?;
     let line = Zeroizing::new(BASE64.encode(attempt.password().as_bytes()));
     conversation.send_line(&line).await?;
     read_reply(conversation).await
+}
+
+/// A reply before the password was sent: a refusal (535) stands, anything
+/// else, 235 above all, says nothing about the password.
+fn early(reply: Reply, step: &str) -> anyhow::Result<Reply> {
+    if reply.code == 535 {
+        return Ok(reply);
+    }
+    bail!(
+        "SMTP server answered {step} with {} {} before the password was sent",
+        reply.code,
+        excerpt(reply.lines.last().map_or("", String::as_str))
+    )
 }
 
 fn verdict(reply: &Reply) -> BackendAnswer {
@@ -119,11 +143,18 @@ async fn expect(conversation: &mut Conversation, code: u16, stage: &str) -> anyh
 /// Reads one reply: lines `NNN-text` up to the last `NNN text`.
 async fn read_reply(conversation: &mut Conversation) -> anyhow::Result<Reply> {
     let mut lines = Vec::new();
+    let mut first_code = 0;
     loop {
         let line = conversation.read_line().await?;
         let Some((code, last, text)) = parse_line(&line) else {
             bail!("unexpected SMTP line {}", excerpt(&line));
         };
+        if let Some(first) = lines.first().map(|_| first_code)
+            && first != code
+        {
+            bail!("SMTP reply whose lines disagree: {first} then {code}");
+        }
+        first_code = code;
         if lines.len() >= MAX_REPLY_LINES {
             bail!("SMTP reply of more than {MAX_REPLY_LINES} lines");
         }

@@ -153,6 +153,17 @@ impl Conversation {
         Ok(String::from_utf8_lossy(&line).into_owned())
     }
 
+    /// Fails when the server sent more than was read (a reply nobody asked
+    /// for yet): its next line would be taken as the answer to the next
+    /// command, so the conversation is out of step and cannot be trusted.
+    pub(crate) fn ensure_in_step(&self, after: &str) -> anyhow::Result<()> {
+        if self.io.buffer().is_empty() {
+            Ok(())
+        } else {
+            bail!("the server sent more than one reply to {after}")
+        }
+    }
+
     /// Sends bytes as they are.
     pub(crate) async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         let stream = self.io.get_mut();

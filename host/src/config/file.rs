@@ -129,6 +129,10 @@ pub struct AuthSection {
     pub max_failures: Option<u32>,
     #[serde(default, with = "humantime_serde")]
     pub failure_window: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub attack_check_interval: Option<Duration>,
+    pub attack_queue_size: Option<usize>,
+    pub max_concurrent_checks: Option<usize>,
 }
 
 /// `[auth] tls`.

@@ -189,17 +189,27 @@ pub struct AuthConfig {
     pub cache_ttl: Duration,
     /// `cache_size`: the most successful checks remembered at once.
     pub cache_size: usize,
-    /// `failures_before_delay`: failures (per client address and per user)
-    /// answered without delay.
+    /// `failures_before_delay`: failures per client address answered
+    /// without delay.
     pub failures_before_delay: u32,
     /// `failure_delay`: the delay after the first slowed failure; it doubles
     /// with each further failure.
     pub failure_delay: Duration,
-    /// `max_failures`: failures within `failure_window` after which attempts
-    /// are refused without asking the backend.
+    /// `max_failures`: failures (and checks in flight) within
+    /// `failure_window` after which a client's attempts are refused without
+    /// asking the backend, and a user's checks are spaced out.
     pub max_failures: u32,
     /// `failure_window`: the time in which `max_failures` failures are forgotten.
     pub failure_window: Duration,
+    /// `attack_check_interval`: the least time between two checks of a user
+    /// with `max_failures` failures in the window (a user under attack).
+    pub attack_check_interval: Duration,
+    /// `attack_queue_size`: attempts that may wait for their turn per user
+    /// under attack; beyond that they get 454.
+    pub attack_queue_size: usize,
+    /// `max_concurrent_checks`: backend checks running at once, all users
+    /// and clients together; more wait (at most `timeout`), then get 454.
+    pub max_concurrent_checks: usize,
     /// The name the `smtp` backend gives in EHLO (`[proxy] hostname`).
     pub ehlo_name: String,
 }
@@ -556,6 +566,16 @@ fn auth_config(auth: AuthSection, hostname: &str, problems: &mut Vec<String>) ->
     if failure_window.is_zero() {
         problems.push("auth.failure_window: must be longer than 0s".to_string());
     }
+    let attack_check_interval = auth.attack_check_interval.unwrap_or(Duration::from_secs(2));
+    if attack_check_interval > Duration::from_secs(3600) {
+        problems.push("auth.attack_check_interval: must be at most 1h".to_string());
+    }
+    let max_concurrent_checks = auth
+        .max_concurrent_checks
+        .unwrap_or_else(|| default_concurrent_checks(auth.backend));
+    if max_concurrent_checks == 0 {
+        problems.push("auth.max_concurrent_checks: must be at least 1".to_string());
+    }
     if auth.backend == AuthBackendName::File {
         match &auth.users_file {
             None => problems.push("auth.users_file: required for the file backend".to_string()),
@@ -604,7 +624,21 @@ fn auth_config(auth: AuthSection, hostname: &str, problems: &mut Vec<String>) ->
         failure_delay: auth.failure_delay.unwrap_or(Duration::from_secs(1)),
         max_failures,
         failure_window,
+        attack_check_interval: auth.attack_check_interval.unwrap_or(Duration::from_secs(2)),
+        attack_queue_size: auth.attack_queue_size.unwrap_or(4),
+        max_concurrent_checks,
         ehlo_name: hostname.to_string(),
+    }
+}
+
+/// `[auth] max_concurrent_checks` by default: one per core for the `file`
+/// backend, whose every check is a CPU- and memory-hard hash; four per core
+/// for the others, whose checks mostly wait on the network.
+fn default_concurrent_checks(backend: AuthBackendName) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    match backend {
+        AuthBackendName::File => cores,
+        _ => cores * 4,
     }
 }
 

@@ -417,10 +417,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
             }
             Verification::Throttled { retry_after } => {
                 self.state.metrics.auth_failures.inc();
+                self.state.metrics.auth_throttled.inc();
                 tracing::info!(user = %credentials.user, mechanism, ?retry_after, "AUTH throttled");
                 CredentialCheck::Throttled
             }
             Verification::Unavailable { reason } => {
+                self.state.metrics.auth_unavailable.inc();
                 tracing::warn!(user = %credentials.user, mechanism, %reason, "AUTH backend unavailable");
                 CredentialCheck::Unavailable
             }
