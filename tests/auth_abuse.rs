@@ -444,3 +444,75 @@ async fn a_started_hash_keeps_its_slot_after_its_check_timed_out() {
     );
     assert!(third.contains("no answer within"), "{third}");
 }
+
+/// Clients that hang up while their check runs or waits for a slot: their
+/// checks are abandoned at once (the backend connection of the running one
+/// is closed, the queued ones never reach the backend) instead of running
+/// until `timeout` on behalf of nobody.
+#[tokio::test]
+async fn checks_of_clients_that_left_are_abandoned() {
+    let backend = Backend::start(Duration::ZERO, true).await;
+    let upstream = RecordingUpstream::start(UpstreamBehaviour::default())
+        .await
+        .unwrap();
+    let config = format!(
+        r#"
+[proxy]
+upstream = "{{upstream}}"
+hostname = "relay.test"
+[policy]
+watch = false
+[policy.config]
+open_relay_addr_flag = 1
+open_relay_addr_list = []
+smtp_plain_login_flag = 1
+[auth]
+backend = "smtp"
+server = "{}"
+require_tls = false
+timeout = "30s"
+max_concurrent_checks = 1
+"#,
+        backend.address
+    );
+    let proxy = TestProxy::start(&config, upstream.addr()).await.unwrap();
+    let mut clients = Vec::new();
+    for n in 1..=6u8 {
+        let mut client = SmtpClient::connect_from(address(7, n), proxy.addr())
+            .await
+            .unwrap();
+        client.read_reply().await.unwrap();
+        client.ehlo("left.test").await.unwrap();
+        let plain = BASE64.encode(format!("\0user{n}\0wrong"));
+        client.send(&format!("AUTH PLAIN {plain}")).await.unwrap();
+        clients.push(client);
+        if n == 1 {
+            // The first check holds the only slot, in the silent backend.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while backend.seen.open.load(Ordering::SeqCst) == 0 {
+                assert!(Instant::now() < deadline, "the first check never started");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(clients);
+
+    let left = Instant::now();
+    while backend.seen.open.load(Ordering::SeqCst) > 0 {
+        assert!(
+            left.elapsed() < Duration::from_secs(10),
+            "the running check outlived its client by {:?}",
+            left.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Had the queued checks survived their clients, the freed slot would
+    // now start the next of them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        backend.seen.connections.load(Ordering::SeqCst),
+        1,
+        "checks whose clients left reached the backend"
+    );
+}

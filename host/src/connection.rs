@@ -200,6 +200,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         }
     }
 
+    /// Resolves when the client has closed its side (or the connection
+    /// failed), for waits in which the session expects nothing from it (a
+    /// credential check): the work done for a client that left can then be
+    /// abandoned. Whatever the client sends meanwhile stays buffered for the
+    /// next read, up to [`MAX_COMMAND_LINE`]; beyond that nothing more is
+    /// read and this never resolves. Cancel-safe: no byte read is lost.
+    pub async fn closed(&mut self) {
+        loop {
+            if self.end - self.start > MAX_COMMAND_LINE {
+                return std::future::pending().await;
+            }
+            self.make_room();
+            match self.stream.read(&mut self.buf[self.end..]).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => self.end += read,
+            }
+        }
+    }
+
     /// Check the next complete lines of message data, reading more if none
     /// are buffered. The returned chunk names the checked bytes to forward
     /// upstream ([`ClientConnection::chunk_bytes`], valid until the next
@@ -259,14 +278,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         &self.buf[chunk.range.clone()]
     }
 
-    /// Read more bytes, waiting at most `timeout`.
-    async fn fill(&mut self, timeout: Duration) -> Result<(), ConnectionError> {
-        self.fill_until(tokio::time::Instant::now() + timeout).await
-    }
-
-    /// Read more bytes into the buffer (compacting it first), waiting until
-    /// `deadline` at most.
-    async fn fill_until(&mut self, deadline: tokio::time::Instant) -> Result<(), ConnectionError> {
+    /// Compact the unread bytes to the front of the buffer and make sure
+    /// at least half a read chunk is free behind them.
+    fn make_room(&mut self) {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -275,6 +289,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         if self.buf.len() - self.end < READ_CHUNK / 2 {
             self.buf.resize(self.buf.len() + READ_CHUNK, 0);
         }
+    }
+
+    /// Read more bytes, waiting at most `timeout`.
+    async fn fill(&mut self, timeout: Duration) -> Result<(), ConnectionError> {
+        self.fill_until(tokio::time::Instant::now() + timeout).await
+    }
+
+    /// Read more bytes into the buffer (compacting it first), waiting until
+    /// `deadline` at most.
+    async fn fill_until(&mut self, deadline: tokio::time::Instant) -> Result<(), ConnectionError> {
+        self.make_room();
         let read = self
             .timeout
             .run(deadline, self.stream.read(&mut self.buf[self.end..]))
@@ -573,6 +598,24 @@ mod tests {
         let (_client, server) = tokio::io::duplex(64);
         let mut quiet = ClientConnection::with_input(server, b"");
         assert!(!quiet.talks_within(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closed_notices_a_client_that_left_and_keeps_what_it_sent() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut conn = ClientConnection::new(server);
+        client.write_all(b"NOOP\r\n").await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(60), conn.closed()).await;
+        assert!(waited.is_err(), "a client still there is not closed");
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(1), conn.closed())
+            .await
+            .expect("the client left");
+        assert_eq!(
+            conn.read_command(Duration::from_secs(1)).await.unwrap(),
+            CommandLine::Line(b"NOOP".to_vec()),
+            "bytes read while waiting stay buffered"
+        );
     }
 
     #[tokio::test]

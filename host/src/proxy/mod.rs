@@ -307,10 +307,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                         Read::Gone => return,
                     }
                 }
-                Action::VerifyCredentials(attempt) => {
-                    let check = self.verify(attempt).await;
-                    self.session.credentials_checked(check)
-                }
+                Action::VerifyCredentials(attempt) => match self.verify(attempt).await {
+                    Some(check) => self.session.credentials_checked(check),
+                    None => return,
+                },
                 Action::StartTls(reply) => {
                     self.conn.queue(&reply.to_bytes());
                     if !self.flush().await || !self.start_tls().await {
@@ -401,14 +401,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
     }
 
     /// Ask the credential backend; the password is dropped (zeroized) here.
-    async fn verify(&mut self, attempt: AuthAttempt) -> CredentialCheck {
+    /// `None`: the client left while the check ran; the check is abandoned
+    /// (a hash not yet started never starts) and counts against the client.
+    async fn verify(&mut self, attempt: AuthAttempt) -> Option<CredentialCheck> {
         let Some(auth) = self.state.auth.clone() else {
-            return CredentialCheck::Unavailable;
+            return Some(CredentialCheck::Unavailable);
         };
         let mechanism = attempt.mechanism.name();
         let credentials = Credentials::new(attempt.user, attempt.password);
         let client = crate::dns::canonical(self.session.context().client.ip());
-        match auth.verify(client, &credentials).await {
+        let verification = tokio::select! {
+            // The client first: a check woken (given its slot) after its
+            // client left must not start.
+            biased;
+            () = self.conn.closed() => {
+                tracing::info!(user = %credentials.user, mechanism, "client left during its AUTH check: check abandoned");
+                return None;
+            }
+            verification = auth.verify(client, &credentials) => verification,
+        };
+        Some(match verification {
             Verification::Accepted => CredentialCheck::Accepted,
             Verification::Rejected => {
                 self.state.metrics.auth_failures.inc();
@@ -426,7 +438,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                 tracing::warn!(user = %credentials.user, mechanism, %reason, "AUTH backend unavailable");
                 CredentialCheck::Unavailable
             }
-        }
+        })
     }
 
     /// Read the next line within the command deadline (or learn that the
