@@ -1,5 +1,5 @@
 //! SMTP AUTH through the running proxy with the `file` backend: the whole
-//! decision matrix of SPEC section 3 (restricted relay x SMTP AUTH x listed
+//! decision matrix of the README's decision table (restricted relay x SMTP AUTH x listed
 //! client x no/good/bad credentials x local/remote recipient), checking the
 //! replies and what reached the upstream; the RFC 4954 edge cases; a backend
 //! that is down; repeated failures slowed, then refused for the guessing
@@ -117,7 +117,7 @@ enum Credentials {
     Bad,
 }
 
-/// SPEC section 3's table: the RCPT TO reply code, or 250.
+/// The README's decision table: the RCPT TO reply code, or 250.
 fn expected_rcpt(
     restricted: bool,
     auth: bool,

@@ -1,4 +1,4 @@
-//! Command-line interface (SPEC section 1). Flags override the config file.
+//! Command-line interface (README, "Command line"). Flags override the config file.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! The `relaygate` binary as users and outside tools run it (SPEC section 1).
+//! The `relaygate` binary as users and outside tools run it (README, "Command line").
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -342,7 +342,7 @@ fn policy_test_passes_the_whole_apple_decision_table() {
     assert!(!stdout.lines().any(|l| l.starts_with("FAIL")), "{stdout}");
     let summary = stdout.lines().last().unwrap();
     assert!(summary.ends_with(" 0 FAILED"), "{summary}");
-    // Every row of SPEC 3's table is there, each with local and remote.
+    // Every row of the README's decision table is there, each with local and remote.
     for row in 1..=8 {
         assert!(
             stdout.contains(&format!("ok   row {row}: ")),

@@ -1,4 +1,4 @@
-//! The decision at RCPT TO: SPEC section 3's table, as one function.
+//! The decision at RCPT TO: the README's decision table, as one function.
 
 use std::net::IpAddr;
 
@@ -130,7 +130,7 @@ mod tests {
         }
     }
 
-    /// Every row of SPEC section 3's table, for both recipient columns.
+    /// Every row of the README's decision table, for both recipient columns.
     #[test]
     fn decision_table() {
         use Decision::*;

@@ -1,5 +1,5 @@
 //! relaygate's default policy: Apple Mail Service's (Mac OS X Server 10.1.3)
-//! Restricted SMTP Relay and SMTP Authentication, as SPEC section 3 defines it.
+//! Restricted SMTP Relay and SMTP Authentication, as the README's decision table defines it.
 //!
 //! # Layout
 //!

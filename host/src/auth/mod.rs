@@ -1,4 +1,4 @@
-//! SMTP AUTH credential checking on the host side (SPEC section 3, issue 7).
+//! SMTP AUTH credential checking on the host side.
 //!
 //! An [`Authenticator`] is built from `[auth]` and answers one question per
 //! AUTH attempt: are these the user's POP/IMAP credentials? It asks one

@@ -1,4 +1,4 @@
-//! What each subcommand does (SPEC section 1).
+//! What each subcommand does (README, "Command line").
 
 mod admin_client;
 mod auth_hash;

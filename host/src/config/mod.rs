@@ -18,9 +18,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Default listening address (SPEC section 4).
+/// Default listening address of the embedded default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2525";
-/// Default upstream (SPEC section 4).
+/// Default upstream of the embedded default.
 pub const DEFAULT_UPSTREAM: &str = "127.0.0.1:25";
 /// The name of the embedded default policy.
 pub const BUILTIN_APPLE_RELAY: &str = "builtin:apple-relay";
@@ -296,7 +296,7 @@ impl Config {
         Self::from_file(file)
     }
 
-    /// The embedded default of SPEC section 4: listen on 127.0.0.1:2525,
+    /// The embedded default (README, "Quick start"): listen on 127.0.0.1:2525,
     /// forward to 127.0.0.1:25, Apple policy with restricted relay on for the
     /// machine's own addresses and loopback, AUTH off.
     pub fn embedded_default() -> Self {

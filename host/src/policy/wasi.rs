@@ -7,7 +7,7 @@
 //! Clocks and random numbers are given: the Python and JavaScript runtimes
 //! read them while starting, and neither lets a policy reach anything outside
 //! its instance. A policy still gets no clock *as a capability of the WIT
-//! world* (SPEC 6): decisions that need time belong in host imports.
+//! world*: decisions that need time belong in host imports.
 //!
 //! The context is built lazily, on a guest's first WASI call, so components
 //! that do not import WASI (Rust and C guests of the `policy` world) pay
