@@ -44,13 +44,8 @@ RELAYGATE=target/release/relaygate
 TCP_RELAY=target/release/examples/tcp-relay
 SMTP_LOAD=target/release/examples/smtp-load
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 sink_port=$(free_port)
 sink_user=(); [ "$(id -u)" = 0 ] && sink_user=(-u nobody)
