@@ -10,10 +10,10 @@
 //! `max_failures` failures its attempts are refused ([`Admission::Refused`],
 //! 454 4.7.0) without asking the backend; an attempt that would go beyond
 //! the budget only because of the client's own checks in flight (a busy NAT)
-//! waits for one of them to end instead, and is then refused or admitted. The first `failures_before_delay` failures are
-//! answered at once; each further one waits `failure_delay`, doubling per
-//! failure (at most [`MAX_DELAY`]). Successes are not counted and do not
-//! reset the count.
+//! waits for one of them to end instead, and is then refused or admitted.
+//! The first `failures_before_delay` failures are answered at once; each
+//! further one waits `failure_delay`, doubling per failure (at most
+//! [`MAX_DELAY`]). Successes are not counted and do not reset the count.
 //!
 //! # Per user (case-insensitive)
 //!
