@@ -329,8 +329,8 @@ async fn syntax_and_sequence_errors() {
     assert!(forwarded.is_empty(), "nothing was forwarded: {forwarded:?}");
 }
 
-/// [`CONFIG`] with one more local domain, `bücher.example` in its ASCII
-/// (xn--) form, as `local_domains` requires.
+/// [`CONFIG`] with two more local domains, internationalised: `bücher.example`
+/// written in its ASCII (xn--) form, `例子.广告` in Unicode.
 const UTF8_CONFIG: &str = r#"
 [proxy]
 upstream = "{upstream}"
@@ -340,7 +340,7 @@ upstream_timeout = "2s"
 [policy.config]
 open_relay_addr_flag = 1
 open_relay_addr_list = ["127.0.0.2"]
-local_domains = ["example.com", "xn--bcher-kva.example"]
+local_domains = ["example.com", "xn--bcher-kva.example", "例子.广告"]
 "#;
 
 /// A greeted client from `from` whose EHLO offers SMTPUTF8 (the proxy offers
@@ -398,8 +398,9 @@ async fn smtputf8_on_mail_carries_to_utf8_recipients_intact() {
     assert_eq!(end.code, 250, "{end:?}");
 
     // The unlisted client may send to local domains only; the default
-    // policy reads UTF-8 local parts, and compares domains as given: the
-    // U-label form of a domain listed in its xn-- form is not local.
+    // policy reads UTF-8 local parts, and an internationalised domain is one
+    // name whether written in Unicode or in its xn-- form, in the config or
+    // in the recipient.
     let mut u = utf8_client(&proxy, "127.0.0.3").await;
     u.cmd_expect("MAIL FROM:<用户@例子.广告> SMTPUTF8", 250)
         .await
@@ -407,8 +408,10 @@ async fn smtputf8_on_mail_carries_to_utf8_recipients_intact() {
     for (rcpt, code) in [
         ("josé@example.com", 250),
         ("jürgen@xn--bcher-kva.example", 250),
-        ("jürgen@bücher.example", 554),
-        ("用户@例子.广告", 554),
+        ("jürgen@bücher.example", 250),
+        ("用户@xn--fsqu00a.xn--4rr70v", 250),
+        ("用户@例子.公司", 554),
+        ("jürgen@bucher.example", 554),
         ("\"δοκιμή\"@example.com", 250),
     ] {
         let reply = u.cmd(&format!("RCPT TO:<{rcpt}>")).await.unwrap();
@@ -434,6 +437,8 @@ async fn smtputf8_on_mail_carries_to_utf8_recipients_intact() {
         [
             "josé@example.com",
             "jürgen@xn--bcher-kva.example",
+            "jürgen@bücher.example",
+            "用户@xn--fsqu00a.xn--4rr70v",
             "\"δοκιμή\"@example.com"
         ]
     );

@@ -34,8 +34,6 @@ pub enum LocalDomainError {
     BadLiteral,
     /// A wildcard or leading dot; local domains are listed one by one.
     Wildcard,
-    /// A name written with non-ASCII characters.
-    NotAscii,
     /// Neither a domain name nor an address literal.
     Invalid,
 }
@@ -51,7 +49,6 @@ impl fmt::Display for LocalDomainError {
                 "is not an address literal such as \"[192.0.2.1]\" or \"[IPv6:2001:db8::1]\""
             }
             Self::Wildcard => "is a wildcard; list every local domain by its own name",
-            Self::NotAscii => "is not a valid domain name: write it in its ASCII (xn--) form",
             Self::Invalid => "is not a domain name or an address literal",
         })
     }
@@ -89,7 +86,6 @@ impl LocalDomain {
         }
         match domain::normalize(text) {
             Ok(name) => Ok(Self::Name(name)),
-            Err(NameError::NotAscii) => Err(LocalDomainError::NotAscii),
             Err(NameError::Invalid) => Err(LocalDomainError::Invalid),
         }
     }
@@ -275,8 +271,19 @@ mod tests {
             "Mail.Example.NET.",
             "[192.0.2.1]",
             "[IPv6:2001:DB8::1]",
+            "bücher.example",
+            "xn--fsqu00a.xn--4rr70v",
         ]);
         let cases = [
+            // Internationalised domains: Unicode and xn-- forms are one name.
+            ("jürgen@bücher.example", Local),
+            ("jürgen@Bücher.Example", Local),
+            ("jürgen@xn--bcher-kva.example", Local),
+            ("用户@例子.广告", Local),
+            ("用户@例子。广告", Local),
+            ("user@xn--fsqu00a.xn--4rr70v", Local),
+            ("user@bucher.example", Remote),
+            ("用户@例子.公司", Remote),
             // Plain addresses, case and trailing dots.
             ("user@example.com", Local),
             ("User@EXAMPLE.COM", Local),
@@ -390,7 +397,7 @@ mod tests {
             ("example..com", Invalid),
             ("user@example.com", Invalid),
             ("10.0.0.300", Invalid),
-            ("bücher.example", NotAscii),
+            ("bü cher.example", Invalid),
         ];
         for (input, expected) in bad {
             assert_eq!(LocalDomain::parse(input), Err(expected), "input {input:?}");

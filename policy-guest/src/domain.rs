@@ -3,7 +3,11 @@
 //!
 //! Names compare case-insensitively and without a trailing dot, so every name
 //! is brought to one normal form (ASCII lower case, no trailing dot) before it
-//! is stored or compared.
+//! is stored or compared. An internationalised name may be written in Unicode
+//! or in its ASCII (`xn--`) form: a Unicode label is lower-cased and brought
+//! to its `xn--` form ([`crate::punycode`]), so both spellings compare equal.
+//! (Lower-casing stands in for IDNA's full mapping; names that differ only in
+//! Unicode normalisation do not compare equal.)
 
 /// The longest name DNS can carry in text form, without the trailing dot.
 const MAX_NAME_LEN: usize = 253;
@@ -13,24 +17,26 @@ const MAX_LABEL_LEN: usize = 63;
 /// Why a name was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameError {
-    /// The name holds characters outside ASCII (an internationalised name
-    /// written in Unicode rather than its `xn--` form).
-    NotAscii,
     /// The name breaks DNS host name syntax (empty label, bad character,
     /// label or name too long, numeric top-level label).
     Invalid,
 }
 
 /// Brings a host or domain name to its normal form: ASCII lower case without
-/// a trailing dot, or an error when it is not a syntactically valid name.
+/// a trailing dot, Unicode labels in their `xn--` form, or an error when it
+/// is not a syntactically valid name.
 ///
 /// Labels may hold letters, digits, `-` (not first or last) and `_` (seen in
 /// real reverse-DNS names). The last label must not be all digits, so that a
 /// mistyped IPv4 address such as `10.0.0.300` is not taken for a name.
 pub fn normalize(text: &str) -> Result<String, NameError> {
-    if !text.is_ascii() {
-        return Err(NameError::NotAscii);
-    }
+    let ascii;
+    let text = if text.is_ascii() {
+        text
+    } else {
+        ascii = to_ascii_form(text)?;
+        &ascii
+    };
     let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(NameError::Invalid);
@@ -53,6 +59,34 @@ pub fn normalize(text: &str) -> Result<String, NameError> {
     } else {
         Err(NameError::Invalid)
     }
+}
+
+/// The ASCII form of a name written (partly) in Unicode: the ideographic and
+/// full-width full stops separate labels as `.` does (IDNA), each label is
+/// lower-cased, and a label with non-ASCII characters becomes `xn--` and its
+/// Punycode. The result still has to pass the syntax checks.
+fn to_ascii_form(text: &str) -> Result<String, NameError> {
+    let dotted: String = text
+        .chars()
+        .map(|c| match c {
+            '\u{3002}' | '\u{ff0e}' | '\u{ff61}' => '.',
+            c => c,
+        })
+        .collect();
+    let labels: Result<Vec<String>, NameError> = dotted
+        .split('.')
+        .map(|label| {
+            let lower: String = label.chars().flat_map(char::to_lowercase).collect();
+            if lower.is_ascii() {
+                Ok(lower)
+            } else {
+                crate::punycode::encode(&lower)
+                    .map(|encoded| format!("xn--{encoded}"))
+                    .ok_or(NameError::Invalid)
+            }
+        })
+        .collect();
+    Ok(labels?.join("."))
 }
 
 /// True when `name` is `domain` itself or a host under it (`name` ends with
@@ -89,7 +123,17 @@ mod tests {
             ("a/b.example.com", Err(NameError::Invalid)),
             ("10.0.0.300", Err(NameError::Invalid)),
             ("2001:db8::1", Err(NameError::Invalid)),
-            ("bücher.example", Err(NameError::NotAscii)),
+            ("bücher.example", Ok("xn--bcher-kva.example")),
+            ("Bücher.Example.", Ok("xn--bcher-kva.example")),
+            ("XN--BCHER-KVA.example", Ok("xn--bcher-kva.example")),
+            ("例子.广告", Ok("xn--fsqu00a.xn--4rr70v")),
+            ("例子。广告", Ok("xn--fsqu00a.xn--4rr70v")),
+            (
+                "mail.παράδειγμα.δοκιμή",
+                Ok("mail.xn--hxajbheg2az3al.xn--jxalpdlp"),
+            ),
+            ("bü cher.example", Err(NameError::Invalid)),
+            ("bücher..example", Err(NameError::Invalid)),
         ];
         for (input, expected) in cases {
             assert_eq!(

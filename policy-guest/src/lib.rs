@@ -12,7 +12,8 @@
 //!   ranges, host and domain names) and matching a client against them.
 //! - [`address`]: `local_domains` and whether a recipient is local, including
 //!   the sender-routing tricks that make a "local" address relay.
-//! - [`domain`]: host/domain name syntax and comparison, shared by both.
+//! - [`domain`]: host/domain name syntax and comparison, shared by both;
+//!   [`punycode`] gives Unicode names their `xn--` form.
 //! - [`decision`]: the RCPT TO table.
 //! - [`allocator`]: the size-class allocator the component runs on (its
 //!   hook calls allocate and free a few small strings each).
@@ -24,6 +25,7 @@ pub mod allocator;
 pub mod config;
 pub mod decision;
 pub mod domain;
+pub mod punycode;
 pub mod relay_list;
 
 #[cfg(target_arch = "wasm32")]

@@ -47,8 +47,6 @@ pub enum EntryError {
     RangeMixed,
     /// An `a-b` range whose first address comes after its last.
     RangeReversed,
-    /// A name written with non-ASCII characters.
-    NameNotAscii,
     /// Where only an address or CIDR network is allowed (the server's own
     /// networks), something else.
     NotNetwork,
@@ -77,9 +75,6 @@ impl fmt::Display for EntryError {
             Self::RangeReversed => f.write_str(
                 "is not an address range: its first address comes after its last (write the lower one first)",
             ),
-            Self::NameNotAscii => f.write_str(
-                "is not a valid host/domain name: write international names in their ASCII (xn--) form",
-            ),
             Self::NotNetwork => f.write_str("is not an IP address or CIDR network"),
         }
     }
@@ -107,7 +102,6 @@ impl Entry {
             .unwrap_or(text);
         match domain::normalize(name) {
             Ok(name) => Ok(Self::Name(name)),
-            Err(NameError::NotAscii) => Err(EntryError::NameNotAscii),
             Err(NameError::Invalid) => Err(EntryError::Unrecognised),
         }
     }
@@ -295,6 +289,10 @@ mod tests {
                 v6("2001:db8::1", "2001:db8::ff"),
             ),
             ("gw.example.com", Entry::Name("gw.example.com".into())),
+            (
+                "gw.bücher.example",
+                Entry::Name("gw.xn--bcher-kva.example".into()),
+            ),
             ("GW.Example.COM.", Entry::Name("gw.example.com".into())),
             ("example.org", Entry::Name("example.org".into())),
             (".example.org", Entry::Name("example.org".into())),
@@ -322,7 +320,7 @@ mod tests {
             ("*", EntryError::Unrecognised),
             ("a b", EntryError::Unrecognised),
             ("fe80::1%eth0", EntryError::Unrecognised),
-            ("bücher.example", EntryError::NameNotAscii),
+            ("bü cher.example", EntryError::Unrecognised),
             (
                 "10.0.0.0/33",
                 EntryError::CidrPrefix {
