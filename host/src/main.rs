@@ -61,6 +61,16 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Err(e) => return config_error(&e),
     };
     match cli.command {
+        Some(Command::Check) if !config.unworkable().is_empty() => config_error(&ConfigError {
+            problems: config
+                .unworkable()
+                .into_iter()
+                .map(|problem| match &source.path {
+                    Some(path) => format!("{}: {problem}", path.display()),
+                    None => problem,
+                })
+                .collect(),
+        }),
         Some(Command::Check) => match commands::check(&config).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -162,6 +162,9 @@ impl Reloader {
             Some(_) => self.source.load().map_err(|e| e.to_string())?,
             None => self.lock_running().clone(),
         };
+        for problem in config.unworkable() {
+            tracing::error!("CONFIG CANNOT WORK (relaygate check refuses it): {problem}");
+        }
         if config.proxy != self.lock_running().proxy {
             tracing::warn!("[proxy] settings changed: they take effect only after a restart");
         }

@@ -675,7 +675,7 @@ fn a_component_built_for_another_wit_version_is_refused_naming_both() {
 /// Configs that cannot work are refused by `check` and at start alike: exit
 /// 78, one line naming the keys and the fix.
 #[test]
-fn auth_that_can_never_be_offered_is_refused_with_78() {
+fn auth_that_can_never_be_offered_is_refused_by_check_and_logged_as_an_error_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users");
     std::fs::write(&users, "").unwrap();
@@ -702,16 +702,29 @@ fn auth_that_can_never_be_offered_is_refused_with_78() {
     ];
     for (body, wanted) in cases {
         let (_dir, path) = write_config(&body);
-        let path = path.to_str().unwrap();
-        for args in [vec!["check", "--config", path], vec!["--config", path]] {
-            let out = run(&args);
-            let stderr = text(&out.stderr);
-            assert_eq!(out.status.code(), Some(78), "{args:?} {body}\n{stderr}");
-            assert_eq!(stderr.lines().count(), 1, "{stderr}");
-            for want in &wanted {
-                assert!(stderr.contains(want), "{want:?} missing: {stderr}");
-            }
-            assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+        let out = run(&["check", "--config", path.to_str().unwrap()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{body}\n{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        for want in &wanted {
+            assert!(stderr.contains(want), "{want:?} missing: {stderr}");
+        }
+        assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+        // Started anyway, the proxy serves (listed clients can still send)
+        // and says what cannot work, as an error.
+        let port = free_port();
+        let stderr = serve_briefly(
+            port,
+            &format!(
+                "[proxy]\nlisten = [\"127.0.0.1:{port}\"]\nupstream = \"127.0.0.1:9\"\n{body}"
+            ),
+        );
+        let error = stderr
+            .lines()
+            .find(|l| l.contains("ERROR") && l.contains("CONFIG CANNOT WORK"))
+            .unwrap_or_else(|| panic!("no error logged at start: {stderr}"));
+        for want in &wanted {
+            assert!(error.contains(want), "{want:?} missing: {error}");
         }
     }
     // With what AUTH needs it passes.
@@ -799,12 +812,10 @@ fn check_shows_the_connection_caps_and_who_is_exempt() {
     }
 }
 
-#[test]
-fn the_proxy_warns_at_start_about_a_dry_run() {
-    let port = free_port();
-    let (_dir, path) = write_config(&format!(
-        "[proxy]\nlisten = [\"127.0.0.1:{port}\"]\nupstream = \"127.0.0.1:9\"\n[policy]\nmode = \"dry-run\"\n"
-    ));
+/// Start the proxy on `config_body` (whose `listen` must be `port`), wait
+/// until it serves, stop it with SIGTERM and return what it logged.
+fn serve_briefly(port: u16, config_body: &str) -> String {
+    let (_dir, path) = write_config(config_body);
     let child = relaygate()
         .args(["--config", path.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -820,8 +831,18 @@ fn the_proxy_warns_at_start_about_a_dry_run() {
             .unwrap()
             .success()
     );
-    let output = child.wait_with_output().unwrap();
-    let stderr = text(&output.stderr);
+    text(&child.wait_with_output().unwrap().stderr)
+}
+
+#[test]
+fn the_proxy_warns_at_start_about_a_dry_run() {
+    let port = free_port();
+    let stderr = serve_briefly(
+        port,
+        &format!(
+            "[proxy]\nlisten = [\"127.0.0.1:{port}\"]\nupstream = \"127.0.0.1:9\"\n[policy]\nmode = \"dry-run\"\n"
+        ),
+    );
     assert!(
         stderr
             .lines()

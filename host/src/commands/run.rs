@@ -6,6 +6,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// Run the proxy.
 pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
+    for problem in config.unworkable() {
+        tracing::error!("CONFIG CANNOT WORK (relaygate check refuses it): {problem}");
+    }
     for note in config.warnings() {
         tracing::warn!("{note}");
     }

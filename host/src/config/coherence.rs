@@ -1,6 +1,7 @@
 //! Settings that are each valid but together cannot work, or quietly open
-//! the relay: [`Config::unworkable`] lists what is refused, and
-//! [`Config::warnings`] what is said loudly at start and by `relaygate check`.
+//! the relay: [`Config::unworkable`] lists what `relaygate check` refuses
+//! (and a serving proxy logs as an error), [`Config::warnings`] what is said
+//! loudly at start and by `relaygate check`.
 //!
 //! `[policy.config]` belongs to the policy, so its keys are read here only
 //! for the embedded default policy (`builtin:apple-relay`), whose keys the
@@ -36,10 +37,10 @@ impl Config {
         }
     }
 
-    /// Combinations that lock clients out without saying so, one line each
-    /// naming the keys and the fix. Refused wherever a config is loaded to
-    /// serve (start, `relaygate check`, reload); [`Config::parse`] leaves
-    /// them to the caller, so that the policy's own behaviour stays testable.
+    /// Combinations that lock clients out, one line each naming the keys and
+    /// the fix. `relaygate check` refuses them (exit 78); a proxy started or
+    /// reloaded with one logs each as an error and serves the clients it
+    /// still can (listed ones), rather than none.
     pub fn unworkable(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.builtin_flag(AUTH_KEY) == Some(true) {

@@ -20,8 +20,10 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
-    /// Read the file (or take the embedded default), apply the overrides, and
-    /// refuse combinations that cannot work ([`Config::unworkable`]).
+    /// Read the file (or take the embedded default) and apply the overrides.
+    /// Combinations that cannot work are the caller's to judge
+    /// ([`Config::unworkable`]): `relaygate check` refuses them, a serving
+    /// proxy says so loudly and serves the clients it still can.
     pub fn load(&self) -> Result<Config, ConfigError> {
         let mut config = match &self.path {
             Some(path) => Config::load(path)?,
@@ -41,18 +43,6 @@ impl ConfigSource {
             };
         }
         config.revalidate()?;
-        // Serving a config that locks clients out without a word is refused.
-        let unworkable = config.unworkable();
-        if !unworkable.is_empty() {
-            let problems = match &self.path {
-                Some(path) => unworkable
-                    .into_iter()
-                    .map(|p| format!("{}: {p}", path.display()))
-                    .collect(),
-                None => unworkable,
-            };
-            return Err(ConfigError { problems });
-        }
         Ok(config)
     }
 }
