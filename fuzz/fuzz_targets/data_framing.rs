@@ -16,9 +16,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relaygate::connection::{
-    ClientConnection, CommandLine, DataChecker, MAX_COMMAND_LINE, MAX_TEXT_LINE,
-};
+use relaygate::connection::client_io::{ClientConnection, CommandLine, MAX_COMMAND_LINE};
+use relaygate::smtp::data::{DataChecker, MAX_TEXT_LINE};
 use std::io;
 use std::pin::Pin;
 use std::sync::OnceLock;

@@ -1,6 +1,6 @@
 //! The sans-IO session driven by a fuzz-chosen sequence of events.
 //!
-//! The driver here does what `proxy::Driver` does: it always feeds the event
+//! The driver here does what `connection::Driver` does: it always feeds the event
 //! the last action asks for (a policy answer after `Ask`, an upstream answer
 //! after `Upstream`, a data outcome after `ReceiveData`, the next command
 //! line after `Reply`/`AbortUpstream`, nothing after `Close`). The policy,
@@ -21,9 +21,9 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use relaygate::connection::DataProblem;
-use relaygate::policy::{Decision, MessageSummary, Offer, PolicyContext, PolicyRequest};
-use relaygate::session::auth::CredentialCheck;
+use relaygate::smtp::data::DataProblem;
+use relaygate::hook::{Decision, MessageSummary, Offer, PolicyContext, PolicyRequest};
+use relaygate::session::sasl::CredentialCheck;
 use relaygate::session::{
     Action, Capabilities, DataOutcome, Session, SessionLimits, UpstreamProblem, UpstreamStep,
 };

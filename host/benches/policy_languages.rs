@@ -13,9 +13,8 @@
 //! called with a session of a listed client, the way the proxy would.
 
 use relaygate::config::{Config, ModuleSource, PolicyConfig};
-use relaygate::policy::{
-    LoadedPolicy, PolicyContext, PolicyEngine, PolicyInstance, PolicyRequest, PolicyServices,
-};
+use relaygate::hook::{PolicyContext, PolicyRequest};
+use relaygate::policy::{LoadedPolicy, PolicyEngine, PolicyInstance, PolicyServices};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

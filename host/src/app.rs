@@ -3,14 +3,12 @@
 //! anything is served.
 
 use crate::config::{Config, ConfigSource};
+use crate::connection::SharedState;
 use crate::dns::Dns;
+use crate::listener::{self, Listener, ServerLimits};
 use crate::metrics::Metrics;
-use crate::policy::{
-    InstancePool, LoadedPolicy, PolicyEngine, PolicyServices, load_configured, own_networks,
-};
-use crate::proxy::SharedState;
+use crate::policy::{InstancePool, LoadedPolicy, PolicyEngine, load_configured};
 use crate::reload::Reloader;
-use crate::server::{self, Listener, ServerLimits};
 use crate::session::SessionLimits;
 use crate::upstream::{Upstream, UpstreamSettings};
 use crate::{admin, watch};
@@ -30,21 +28,6 @@ pub struct App {
     admin: Option<TcpListener>,
     reloader: Arc<Reloader>,
     limits: ServerLimits,
-}
-
-/// Compile the configured policy with the services it is given.
-pub async fn load_policy(
-    config: &Config,
-    engine: &PolicyEngine,
-    dns: Option<Dns>,
-) -> anyhow::Result<Arc<LoadedPolicy>> {
-    let services = PolicyServices {
-        config: config.policy.config.clone(),
-        dns,
-        own_networks: own_networks(),
-        hostname: config.proxy.hostname.clone(),
-    };
-    load_configured(engine, &config.policy, services).await
 }
 
 impl App {
@@ -107,7 +90,7 @@ impl App {
             }
         }
         .with_state(state_store);
-        let policy = load_policy(config, &engine, Some(dns.clone())).await?;
+        let policy = load_configured(&engine, config, Some(dns.clone())).await?;
         let tls = config
             .tls
             .as_ref()
@@ -117,7 +100,7 @@ impl App {
         let auth = config
             .auth
             .as_ref()
-            .map(crate::auth::Authenticator::new)
+            .map(crate::credentials::Authenticator::new)
             .transpose()
             .context("auth")?
             .map(Arc::new);
@@ -193,7 +176,7 @@ impl App {
         let admin = self
             .admin
             .map(|listener| admin::spawn(listener, self.reloader.clone()));
-        server::run(self.listeners, self.state, self.limits, shutdown).await;
+        listener::run(self.listeners, self.state, self.limits, shutdown).await;
         watcher.abort();
         if let Some(admin) = admin {
             admin.abort();
@@ -205,7 +188,7 @@ impl App {
 /// (by default loopback and this machine's addresses, as found now).
 fn server_limits(config: &Config) -> ServerLimits {
     let proxy = &config.proxy;
-    let exempt = crate::client_group::exempt_or_own(proxy.per_client_exempt.as_deref());
+    let exempt = crate::net::client_group::exempt_or_own(proxy.per_client_exempt.as_deref());
     tracing::info!(
         max_connections = proxy.max_connections,
         per_client = proxy.max_connections_per_client,

@@ -15,6 +15,7 @@
 //! relay list must see what the configured servers say.
 
 use crate::config::DnsConfig;
+use crate::net::canonical;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverOpts};
@@ -311,14 +312,6 @@ fn decide(names: &[String], outcomes: &[Confirmation]) -> Option<Result<Option<S
         }
     }
     Some(failure.map_or(Ok(None), Err))
-}
-
-/// IPv4-mapped IPv6 addresses compare as IPv4.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 fn normalise(name: &Name) -> String {

@@ -2,41 +2,47 @@
 //! are WebAssembly components.
 //!
 //! # Layout
-//! One message, end to end, passes these modules in this order:
-//! - [`server`]: accept loop, connection permits, graceful shutdown;
-//!   [`proxy_protocol`] headers on load-balanced listeners.
-//! - [`connection`]: buffered client I/O, command and DATA framing with
-//!   limits and timeouts, SMTP-smuggling checks.
-//! - [`smtp`]: the vocabulary: command parsing, path syntax, replies.
-//! - [`session`]: the sans-IO SMTP state machine: (state, event) -> action.
-//! - [`proxy`]: the driver that performs a session's actions.
+//! One message, end to end, passes these modules in this order; each
+//! arrow is a module boundary and dependencies point the same way:
+//! - [`listener`]: accept loop, connection permits, per-client limits,
+//!   graceful shutdown; [`listener::proxy_protocol`] headers on
+//!   load-balanced listeners.
+//! - [`connection`]: drives one client connection: buffered client I/O
+//!   with limits and timeouts ([`connection::client_io`]), feeding the
+//!   session and performing the actions it asks for.
+//! - [`session`]: the sans-IO SMTP state machine: (state, event) -> action;
+//!   [`session::sasl`] decodes AUTH PLAIN/LOGIN exchanges.
 //! - [`policy`]: the wasmtime host: loading, limits, hook calls, imports.
-//! - [`dns`]: lookups offered to policies.
-//! - [`state`]: key-value state that outlives a session, for stateful
-//!   policies (in-process or Redis).
 //! - [`upstream`]: the SMTP client towards the existing mail server.
-//! - [`tls`]: STARTTLS towards clients (rustls acceptor, clear-or-TLS stream).
+//!
+//! Beside the flow, with no I/O: [`smtp`] (command parsing, paths, replies,
+//! message-data checks), [`hook`] (the plain data a session and its policy
+//! exchange) and [`net`] (client address helpers). Services the flow
+//! calls: [`credentials`] (password checks against a file, IMAP, POP3 or
+//! SMTP, with brute-force limits), [`dns`] (lookups offered to policies),
+//! [`state`] (key-value state for stateful policies, in-process or Redis),
+//! [`tls`] (STARTTLS towards clients).
 //!
 //! [`config`] turns the TOML file into one validated [`config::Config`];
 //! [`app`] assembles a running proxy from it. [`reload`] swaps a new policy
 //! in (triggered by SIGHUP, [`watch`] or the [`admin`] endpoint) while
 //! sessions in progress keep the one they started with; [`metrics`] counts
-//! what happens for the admin endpoint's `/metrics`.
+//! what happens for the admin endpoint's `/metrics`. `ARCHITECTURE.md` at
+//! the repository root has the whole map.
 
 pub mod admin;
 pub mod app;
-pub mod auth;
-pub mod client_group;
 pub mod config;
 pub mod connection;
+pub mod credentials;
 pub mod dns;
+pub mod hook;
 pub mod lazy_timeout;
+pub mod listener;
 pub mod metrics;
+pub mod net;
 pub mod policy;
-pub mod proxy;
-pub mod proxy_protocol;
 pub mod reload;
-pub mod server;
 pub mod session;
 pub mod smtp;
 pub mod state;

@@ -3,11 +3,10 @@
 //! progress keep the module they started with; new sessions get the new one.
 //! A module that fails any step leaves the old one serving and is reported.
 
-use crate::app::load_policy;
 use crate::config::{Config, ConfigSource, ModuleSource};
+use crate::connection::SharedState;
 use crate::dns::Dns;
-use crate::policy::{LoadedPolicy, PolicyEngine};
-use crate::proxy::SharedState;
+use crate::policy::{LoadedPolicy, PolicyEngine, load_configured};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -182,7 +181,7 @@ impl Reloader {
             .map(crate::tls::acceptor)
             .transpose()
             .map_err(|e| format!("{e:#}"))?;
-        let policy = load_policy(&config, &self.engine, self.dns.clone())
+        let policy = load_configured(&self.engine, &config, self.dns.clone())
             .await
             .map_err(|e| format!("{e:#}"))?;
         self.state.policy.store(policy.clone());

@@ -3,8 +3,8 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use relaygate::auth::{Authenticator, Credentials, Verification};
 use relaygate::config::Config;
+use relaygate::credentials::{Authenticator, Credentials, Verification};
 use zeroize::Zeroizing;
 
 fn hash(stdin: &[u8]) -> Output {

@@ -11,13 +11,14 @@
 pub mod native;
 
 use relaygate::config::{Config, ModuleSource};
-use relaygate::connection::{ClientConnection, DataChecker};
+use relaygate::connection::client_io::ClientConnection;
+use relaygate::hook::{MessageSummary, PolicyContext, PolicyRequest};
 use relaygate::policy::{
-    BUILTIN_APPLE_RELAY_WASM, LoadedPolicy, MessageSummary, PolicyContext, PolicyEngine,
-    PolicyInstance, PolicyRequest, PolicyServices,
+    BUILTIN_APPLE_RELAY_WASM, LoadedPolicy, PolicyEngine, PolicyInstance, PolicyServices,
 };
 use relaygate::smtp::Param;
 use relaygate::smtp::command::parse_command;
+use relaygate::smtp::data::DataChecker;
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::path::PathBuf;

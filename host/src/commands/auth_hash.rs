@@ -23,6 +23,6 @@ pub fn auth_hash() -> anyhow::Result<()> {
     if password.contains(['\n', '\r']) {
         bail!("the password must be a single line");
     }
-    println!("{}", relaygate::auth::file::hash_password(password)?);
+    println!("{}", relaygate::credentials::file::hash_password(password)?);
     Ok(())
 }

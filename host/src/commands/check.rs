@@ -1,14 +1,15 @@
 //! `relaygate check`: validate the config and policy, print the effective mode.
 
-use relaygate::app::{describe_networks, load_policy};
-use relaygate::client_group;
+use relaygate::app::describe_networks;
 use relaygate::config::Config;
+use relaygate::net::client_group;
 use relaygate::policy::PolicyEngine;
+use relaygate::policy::load_configured;
 
 /// `relaygate check`: everything `run` checks, without serving.
 pub async fn check(config: &Config) -> anyhow::Result<()> {
     let engine = PolicyEngine::new(config.policy.cache_dir.clone())?;
-    let policy = load_policy(config, &engine, None).await?;
+    let policy = load_configured(&engine, config, None).await?;
     let info = policy.info();
     let source = config.source.as_ref().map_or_else(
         || "embedded default".to_string(),

@@ -169,7 +169,7 @@ pub async fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
     let services = PolicyServices {
         config: Default::default(),
         dns: None,
-        own_networks: relaygate::policy::own_networks(),
+        own_networks: relaygate::net::own_networks(),
         hostname: config.proxy.hostname.clone(),
     };
     let started = Instant::now();

@@ -6,10 +6,8 @@ use super::policy_cases::{self, CLIENT_PORT, Case, CasesFile, Expected, InitExpe
 use anyhow::Context;
 use relaygate::config::{Config, ModuleSource, PolicyConfig};
 use relaygate::dns::{Dns, FixedRecords};
-use relaygate::policy::{
-    Decision, LoadError, LoadedPolicy, MessageSummary, Offer, PolicyContext, PolicyEngine,
-    PolicyInstance, PolicyRequest, PolicyServices,
-};
+use relaygate::hook::{Decision, MessageSummary, Offer, PolicyContext, PolicyRequest};
+use relaygate::policy::{LoadError, LoadedPolicy, PolicyEngine, PolicyInstance, PolicyServices};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -282,7 +280,7 @@ impl Runner {
         }
         if let Some(name) = &case.client_name {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
-            let client = relaygate::dns::canonical(case.client);
+            let client = relaygate::net::canonical(case.client);
             records.reverse.insert(client, vec![name.clone()]);
             records.forward.entry(name).or_insert_with(|| vec![client]);
         }

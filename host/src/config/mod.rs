@@ -355,7 +355,7 @@ impl Config {
         );
         let per_client_ipv6_prefix = proxy
             .per_client_ipv6_prefix
-            .unwrap_or(crate::client_group::SUBSCRIBER_IPV6_PREFIX);
+            .unwrap_or(crate::net::client_group::SUBSCRIBER_IPV6_PREFIX);
         if !(1..=128).contains(&per_client_ipv6_prefix) {
             problems.push(format!(
                 "proxy.per_client_ipv6_prefix: {per_client_ipv6_prefix} is not a prefix length from 1 to 128 (64: one subscriber's block)"

@@ -339,22 +339,3 @@ impl state::Host for HostState {
         self.finish_state(started, "delete", result)
     }
 }
-
-/// The machine's own addresses as host networks, plus the loopback ranges.
-pub fn own_networks() -> Vec<String> {
-    let mut networks = vec!["127.0.0.0/8".to_string(), "::1/128".to_string()];
-    if let Ok(interfaces) = if_addrs::get_if_addrs() {
-        for interface in interfaces {
-            let ip = interface.ip();
-            if ip.is_loopback() {
-                continue;
-            }
-            let prefix = if ip.is_ipv4() { 32 } else { 128 };
-            let network = format!("{ip}/{prefix}");
-            if !networks.contains(&network) {
-                networks.push(network);
-            }
-        }
-    }
-    networks
-}

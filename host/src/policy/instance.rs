@@ -6,11 +6,12 @@
 use super::bindings::Policy;
 use super::bindings::exports::relaygate::policy::hooks::Guest;
 use super::bindings::relaygate::policy::types as wit;
-use super::engine::LoadError;
 use super::host_state::HostState;
-use super::verdict::{self, Decision};
-use super::{LoadedPolicy, Offer, PolicyContext, PolicyInfo, PolicyRequest, SessionRecord};
+use super::load_error::LoadError;
+use super::verdict;
+use super::{LoadedPolicy, PolicyInfo, SessionRecord};
 use crate::config::FailureMode;
+use crate::hook::{Decision, Offer, PolicyContext, PolicyRequest};
 use crate::smtp::reply::catalogue;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,7 +145,7 @@ impl PolicyInstance {
                 tracing::warn!(
                     policy = &*self.policy.name,
                     session = self.session_id,
-                    hook,
+                    hook = hook.name(),
                     kind = failure.kind(),
                     "policy call failed: {failure}"
                 );

@@ -9,20 +9,19 @@ mod cache;
 mod engine;
 mod host_state;
 mod instance;
+mod load_error;
 mod verdict;
 mod wasi;
 
 pub use bindings::{PACKAGE as WIT_PACKAGE, VERSION as WIT_VERSION};
 pub use cache::Origin;
-pub use engine::{
-    BUILTIN_APPLE_RELAY_WASM, InstancePool, LoadError, PolicyEngine, semver_compatible,
-};
-pub use host_state::{PolicyServices, own_networks};
+pub use engine::{BUILTIN_APPLE_RELAY_WASM, InstancePool, PolicyEngine, semver_compatible};
+pub use host_state::PolicyServices;
 pub use instance::{PolicyAnswer, PolicyFailure, PolicyInstance};
-pub use verdict::Decision;
+pub use load_error::LoadError;
 
 use crate::config::PolicySettings;
-use crate::smtp::Param;
+use crate::hook::{Offer, PolicyContext};
 use bindings::relaygate::policy::types as wit;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,54 +96,7 @@ impl PolicyInfo {
     }
 }
 
-/// What the session knows, as shown to the policy at each hook.
-#[derive(Debug, Clone)]
-pub struct PolicyContext {
-    /// Session id (as in the logs).
-    pub id: u64,
-    /// The client's address.
-    pub client: SocketAddr,
-    /// The client's confirmed reverse-DNS name.
-    pub client_name: Option<String>,
-    /// The local address the client reached.
-    pub server: SocketAddr,
-    /// Last accepted HELO/EHLO name.
-    pub helo: Option<String>,
-    /// EHLO rather than HELO.
-    pub esmtp: bool,
-    /// TLS is active.
-    pub tls: bool,
-    /// Authenticated identity.
-    pub auth_user: Option<String>,
-    /// Current transaction's reverse path.
-    pub sender: Option<String>,
-    /// Recipients accepted so far in the transaction.
-    pub recipients: Vec<String>,
-}
-
 impl PolicyContext {
-    /// What is known when a client connects: who, where, and its confirmed
-    /// reverse name; no greeting, identity or transaction yet.
-    pub fn connected(
-        id: u64,
-        client: SocketAddr,
-        server: SocketAddr,
-        client_name: Option<String>,
-    ) -> Self {
-        Self {
-            id,
-            client,
-            client_name,
-            server,
-            helo: None,
-            esmtp: false,
-            tls: false,
-            auth_user: None,
-            sender: None,
-            recipients: Vec::new(),
-        }
-    }
-
     /// Write the record the policy sees over the previous call's, reusing
     /// its allocations: the addresses are formatted again only when they
     /// changed, the strings are overwritten in place (a hook call is a few
@@ -175,10 +127,10 @@ impl PolicyContext {
     fn to_wit(&self) -> wit::Session {
         wit::Session {
             id: self.id,
-            client_ip: crate::dns::canonical(self.client.ip()).to_string(),
+            client_ip: crate::net::canonical(self.client.ip()).to_string(),
             client_port: self.client.port(),
             client_name: self.client_name.clone(),
-            server_ip: crate::dns::canonical(self.server.ip()).to_string(),
+            server_ip: crate::net::canonical(self.server.ip()).to_string(),
             server_port: self.server.port(),
             helo: self.helo.clone(),
             esmtp: self.esmtp,
@@ -198,101 +150,6 @@ struct SessionRecord {
     wit: wit::Session,
 }
 
-/// What the data hook is told about a received message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MessageSummary {
-    /// Bytes received (unstuffed, CRLF counted).
-    pub size: u64,
-    /// Header fields in order, unfolded.
-    pub headers: Vec<(String, String)>,
-    /// The header section was cut at the host's limit.
-    pub headers_truncated: bool,
-}
-
-/// A question for the policy, one per hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PolicyRequest {
-    /// `init` (only at load).
-    Init,
-    /// A client connected.
-    Connect,
-    /// HELO/EHLO.
-    Helo {
-        /// The name given.
-        name: String,
-        /// EHLO.
-        extended: bool,
-    },
-    /// Which extensions to offer after EHLO.
-    Extensions,
-    /// Credentials were verified.
-    Auth {
-        /// PLAIN or LOGIN.
-        mechanism: String,
-        /// The authenticated identity.
-        identity: String,
-    },
-    /// MAIL FROM.
-    MailFrom {
-        /// Reverse path.
-        sender: String,
-        /// ESMTP parameters.
-        params: Vec<Param>,
-    },
-    /// RCPT TO.
-    RcptTo {
-        /// Forward path.
-        recipient: String,
-        /// ESMTP parameters.
-        params: Vec<Param>,
-    },
-    /// End of DATA.
-    Data(MessageSummary),
-}
-
-impl PolicyRequest {
-    /// The WIT hook name.
-    pub fn hook(&self) -> &'static str {
-        match self {
-            PolicyRequest::Init => "init",
-            PolicyRequest::Connect => "connect",
-            PolicyRequest::Helo { .. } => "helo",
-            PolicyRequest::Extensions => "extensions",
-            PolicyRequest::Auth { .. } => "auth",
-            PolicyRequest::MailFrom { .. } => "mail-from",
-            PolicyRequest::RcptTo { .. } => "rcpt-to",
-            PolicyRequest::Data(_) => "data",
-        }
-    }
-}
-
-/// Optional extensions the policy wants offered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Offer {
-    /// PIPELINING.
-    pub pipelining: bool,
-    /// AUTH.
-    pub auth: bool,
-    /// STARTTLS.
-    pub starttls: bool,
-    /// SMTPUTF8.
-    pub smtputf8: bool,
-    /// CHUNKING.
-    pub chunking: bool,
-}
-
-impl Default for Offer {
-    fn default() -> Self {
-        Self {
-            pipelining: true,
-            auth: false,
-            starttls: true,
-            smtputf8: true,
-            chunking: true,
-        }
-    }
-}
-
 impl Offer {
     fn from_wit(flags: wit::EsmtpExtensions) -> Self {
         Self {
@@ -303,22 +160,25 @@ impl Offer {
             chunking: flags.contains(wit::EsmtpExtensions::CHUNKING),
         }
     }
-
-    /// What to offer when the policy failed to say: nothing that widens
-    /// access (no AUTH).
-    pub fn fail_safe() -> Self {
-        Self::default()
-    }
 }
 
-/// Load the module named by `settings` (the embedded default or a file).
+/// Load the module `config` names (the embedded default or a file) with
+/// the services a policy is given: the one place a policy is loaded, at
+/// start, on reload and by `relaygate check`.
 pub async fn load_configured(
     engine: &PolicyEngine,
-    settings: &PolicySettings,
-    services: PolicyServices,
+    config: &crate::config::Config,
+    dns: Option<crate::dns::Dns>,
 ) -> anyhow::Result<Arc<LoadedPolicy>> {
     use crate::config::ModuleSource;
     use anyhow::Context;
+    let settings = &config.policy;
+    let services = PolicyServices {
+        config: settings.config.clone(),
+        dns,
+        own_networks: crate::net::own_networks(),
+        hostname: config.proxy.hostname.clone(),
+    };
     let (name, bytes) = match &settings.module {
         ModuleSource::BuiltinAppleRelay => (
             crate::config::BUILTIN_APPLE_RELAY.to_string(),

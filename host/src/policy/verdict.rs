@@ -2,30 +2,9 @@
 //! sends a reply it has not validated.
 
 use super::bindings::relaygate::policy::types::{Action, Reply as WitReply, Verdict};
+use crate::hook::Decision;
 use crate::smtp::Reply;
 use crate::smtp::reply::catalogue;
-
-/// A validated policy verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Go on.
-    Accept,
-    /// Refuse with this 5xx reply.
-    Reject(Reply),
-    /// Refuse for now with this 4xx reply.
-    Tempfail(Reply),
-}
-
-impl Decision {
-    /// Short name for logs and traces.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Decision::Accept => "accept",
-            Decision::Reject(_) => "reject",
-            Decision::Tempfail(_) => "tempfail",
-        }
-    }
-}
 
 /// Longest reply text a policy may give.
 const MAX_TEXT: usize = 400;

@@ -1,7 +1,7 @@
 //! The EHLO reply: the extensions relaygate offers.
 
 use super::{Advertised, Capabilities, SessionLimits};
-use crate::policy::Offer;
+use crate::hook::Offer;
 use crate::smtp::Reply;
 
 /// `250-hostname` followed by one line per extension offered.
@@ -26,7 +26,7 @@ pub fn reply(
         lines.push("STARTTLS".to_string());
     }
     if advertised.auth {
-        lines.push(super::auth::EHLO_LINE.to_string());
+        lines.push(super::sasl::EHLO_LINE.to_string());
     }
     Reply::multiline(250, lines)
 }

@@ -5,15 +5,15 @@
 //! [`Action`] for its driver to perform. It never touches a socket, so it is
 //! tested with plain values and reused offline by `relaygate policy test`.
 
-pub mod auth;
 mod ehlo;
+pub mod sasl;
 
-use crate::connection::DataProblem;
-use crate::policy::{Decision, MessageSummary, Offer, PolicyContext, PolicyRequest};
+use crate::hook::{Decision, MessageSummary, Offer, PolicyContext, PolicyRequest};
 use crate::smtp::address::AddressError;
+use crate::smtp::data::DataProblem;
 use crate::smtp::reply::catalogue;
 use crate::smtp::{Command, CommandError, Param, Reply};
-use auth::{AuthAttempt, CredentialCheck, DecodeError, Mechanism, replies as auth_replies};
+use sasl::{AuthAttempt, CredentialCheck, DecodeError, Mechanism, replies as auth_replies};
 
 /// Limits applied per session.
 #[derive(Debug, Clone)]
@@ -357,14 +357,14 @@ impl Session {
         }
         match pending {
             Pending::AuthPlain => self.plain(line),
-            Pending::AuthLoginUser => match auth::decode_login_user(line) {
+            Pending::AuthLoginUser => match sasl::decode_login_user(line) {
                 Ok(user) => self.challenge(
                     Pending::AuthLoginPassword { user },
                     auth_replies::login_password_challenge(),
                 ),
                 Err(error) => self.auth_decode_failed(error),
             },
-            Pending::AuthLoginPassword { user } => match auth::decode_login_password(line) {
+            Pending::AuthLoginPassword { user } => match sasl::decode_login_password(line) {
                 Ok(password) => self.verify(AuthAttempt {
                     mechanism: Mechanism::Login,
                     user,
@@ -727,7 +727,7 @@ impl Session {
         if response == b"*" {
             return self.error(auth_replies::cancelled());
         }
-        match auth::decode_plain(response) {
+        match sasl::decode_plain(response) {
             Ok(attempt) => self.verify(attempt),
             Err(error) => self.auth_decode_failed(error),
         }

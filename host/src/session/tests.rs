@@ -414,7 +414,7 @@ fn non_disclosing_commands() {
 
 // SMTP AUTH and STARTTLS.
 
-use auth::CredentialCheck;
+use sasl::CredentialCheck;
 
 const AUTH_OFFER: Offer = Offer {
     pipelining: true,

@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod command;
+pub mod data;
 pub mod reply;
 
 pub use command::{Command, CommandError, Param, parse_command};

@@ -28,7 +28,7 @@ pub fn command(offered: &[String], client: &ClientIdentity) -> String {
     };
     add(
         "ADDR",
-        client.addr.map(|ip| match crate::dns::canonical(ip) {
+        client.addr.map(|ip| match crate::net::canonical(ip) {
             std::net::IpAddr::V6(v6) => format!("IPV6:{v6}"),
             v4 => v4.to_string(),
         }),

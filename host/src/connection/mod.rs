@@ -1,25 +1,28 @@
-//! Runs one client connection: reads commands from the [`ClientConnection`],
-//! feeds the sans-IO [`Session`], and performs the actions it asks for
-//! (policy calls, upstream steps, replies).
+//! Runs one client connection: reads commands from the [`ClientConnection`]
+//! ([`client_io`]), feeds the sans-IO [`Session`], and performs the actions
+//! it asks for (policy calls, upstream steps, replies).
 
+pub mod client_io;
 mod decisions;
 mod transcript;
 
 use transcript::{Answered, Transcript};
 
-use crate::auth::{Authenticator, Credentials, Verification};
-use crate::connection::{ClientConnection, CommandLine, ConnectionError, DataChecker};
+use crate::credentials::{Authenticator, Credentials, Verification};
 use crate::dns::Dns;
+use crate::hook::{Decision, Hook, MessageSummary, PolicyContext};
 use crate::metrics::Metrics;
-use crate::policy::{LoadedPolicy, MessageSummary, PolicyContext, PolicyInstance};
-use crate::session::auth::{AuthAttempt, CredentialCheck};
+use crate::policy::{LoadedPolicy, PolicyInstance};
+use crate::session::sasl::{AuthAttempt, CredentialCheck};
 use crate::session::{
     Action, Capabilities, DataOutcome, Session, SessionLimits, UpstreamProblem, UpstreamStep,
 };
+use crate::smtp::data::DataChecker;
 use crate::smtp::reply::catalogue;
 use crate::smtp::{Command, CommandError, Reply, parse_command};
 use crate::tls::ClientStream;
 use crate::upstream::{ClientIdentity, Upstream, UpstreamError, UpstreamSettings};
+use client_io::{ClientConnection, CommandLine, ConnectionError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -221,8 +224,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                         traced.as_ref(),
                         &answer,
                     );
-                    if hook == "auth" {
-                        if decision == crate::policy::Decision::Accept {
+                    if hook == Hook::Auth {
+                        if decision == Decision::Accept {
                             // The upstream learns the identity in XCLIENT when
                             // a connection opens: the next MAIL opens a new one.
                             self.close_upstream().await;
@@ -409,7 +412,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
         };
         let mechanism = attempt.mechanism.name();
         let credentials = Credentials::new(attempt.user, attempt.password);
-        let client = crate::dns::canonical(self.session.context().client.ip());
+        let client = crate::net::canonical(self.session.context().client.ip());
         let verification = tokio::select! {
             // The client first: a check woken (given its slot) after its
             // client left must not start.

@@ -6,8 +6,8 @@
 //! finish at their next command boundary within a grace period, then ends
 //! the rest.
 
-use crate::proxy::{SharedState, serve_client};
-use crate::proxy_protocol;
+use crate::connection::{SharedState, serve_client};
+pub mod proxy_protocol;
 use crate::smtp::reply::catalogue;
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 pub struct ServerLimits {
     /// Concurrent client connections.
     pub max_connections: usize,
-    /// Concurrent connections from one client (see [`crate::client_group`]).
+    /// Concurrent connections from one client (see [`crate::net::client_group`]).
     pub max_connections_per_client: usize,
     /// IPv6 clients are counted per prefix of this length.
     pub per_client_ipv6_prefix: u8,
@@ -163,7 +163,7 @@ async fn accept_loop(
     }
 }
 
-/// Open connections per client key (see [`crate::client_group`]).
+/// Open connections per client key (see [`crate::net::client_group`]).
 type OpenCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 /// Connections open per client, shared by every listener.
@@ -189,11 +189,11 @@ impl PerClient {
     /// (its IPv6 prefix) is at the limit. Exempt clients always get one,
     /// which counts nothing.
     fn claim(&self, ip: IpAddr) -> Option<ClientSlot> {
-        let ip = crate::dns::canonical(ip);
+        let ip = crate::net::canonical(ip);
         if self.exempt.iter().any(|net| net.contains(&ip)) {
             return Some(ClientSlot { counted: None });
         }
-        let key = crate::client_group::group(ip, self.ipv6_prefix);
+        let key = crate::net::client_group::group(ip, self.ipv6_prefix);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(key).or_insert(0);
         if *count >= self.limit {

@@ -6,7 +6,7 @@
 //! rotating through its own addresses. IPv4-mapped IPv6 addresses
 //! (`::ffff:192.0.2.1`) count as the IPv4 address.
 
-use crate::dns::canonical;
+use crate::net::canonical;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// The IPv6 prefix one subscriber usually has, and the default grouping.
@@ -32,7 +32,7 @@ pub fn group(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
 pub fn exempt_or_own(configured: Option<&[ipnet::IpNet]>) -> Vec<ipnet::IpNet> {
     match configured {
         Some(list) => list.to_vec(),
-        None => crate::policy::own_networks()
+        None => crate::net::own_networks()
             .iter()
             .filter_map(|net| net.parse().ok())
             .collect(),

@@ -3,13 +3,14 @@
 //! mode, a refusal is logged and turned into an accept.
 
 use crate::config::PolicyMode;
+use crate::hook::{Decision, Hook, PolicyContext, PolicyRequest};
 use crate::metrics::Metrics;
-use crate::policy::{Decision, LoadedPolicy, PolicyAnswer, PolicyContext, PolicyRequest};
+use crate::policy::{LoadedPolicy, PolicyAnswer};
 
 /// Whether calls for this client are traced.
 pub fn tracing_on(policy: &LoadedPolicy, context: &PolicyContext) -> bool {
     let settings = policy.settings();
-    let ip = crate::dns::canonical(context.client.ip());
+    let ip = crate::net::canonical(context.client.ip());
     settings.trace || settings.trace_clients.iter().any(|net| net.contains(&ip))
 }
 
@@ -19,12 +20,17 @@ pub fn apply(
     metrics: &Metrics,
     policy: &LoadedPolicy,
     context: &PolicyContext,
-    hook: &'static str,
+    hook: Hook,
     traced_request: Option<&PolicyRequest>,
     answer: &PolicyAnswer,
 ) -> Decision {
     let failure = answer.failure.as_ref().map(|f| f.kind());
-    metrics.policy_call(hook, answer.decision.label(), answer.elapsed, failure);
+    metrics.policy_call(
+        hook.name(),
+        answer.decision.label(),
+        answer.elapsed,
+        failure,
+    );
     let dry_run = policy.settings().mode == PolicyMode::DryRun;
     let reply = match &answer.decision {
         Decision::Accept => None,
@@ -33,7 +39,7 @@ pub fn apply(
     if let Some(request) = traced_request {
         tracing::info!(
             target: "relaygate::trace",
-            hook,
+            hook = hook.name(),
             request = ?request,
             client = %context.client,
             client_name = ?context.client_name,
@@ -55,7 +61,7 @@ pub fn apply(
         (Decision::Accept, _) | (_, false) => answer.decision.clone(),
         (refusal, true) => {
             tracing::warn!(
-                hook,
+                hook = hook.name(),
                 would = refusal.label(),
                 reply = ?reply,
                 "dry-run: the policy would have refused this; letting it through"
