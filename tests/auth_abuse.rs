@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use relaygate::auth::{Authenticator, Credentials, Verification};
 use relaygate::config::Config;
+use relaygate::credentials::{Authenticator, Credentials, Verification};
 use relaygate_tests::admin::http;
 use relaygate_tests::client::SmtpClient;
 use relaygate_tests::proxy::TestProxy;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use relaygate::auth::{Authenticator, Credentials, Verification};
 use relaygate::config::{AuthConfig, Config};
+use relaygate::credentials::{Authenticator, Credentials, Verification};
 use relaygate_tests::certs::TestCerts;
 use relaygate_tests::dovecot::Dovecot;
 use relaygate_tests::tools::require_tool;
@@ -208,7 +208,7 @@ async fn an_untrusted_certificate_is_unavailable_never_accepted() {
 async fn file_backend_with_argon2_and_bcrypt_reloads_on_change() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("users");
-    let argon = relaygate::auth::file::hash_password(ALICE_PASSWORD).unwrap();
+    let argon = relaygate::credentials::file::hash_password(ALICE_PASSWORD).unwrap();
     let bcrypt = bcrypt::hash(BOB_PASSWORD, 4).unwrap();
     std::fs::write(
         &path,

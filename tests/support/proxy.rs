@@ -3,8 +3,8 @@
 
 use relaygate::app::{App, bind_listener};
 use relaygate::config::{Config, ConfigSource};
+use relaygate::listener::Listener;
 use relaygate::reload::Reloader;
-use relaygate::server::Listener;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
