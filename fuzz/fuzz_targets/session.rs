@@ -21,12 +21,12 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use relaygate::smtp::data::DataProblem;
 use relaygate::hook::{Decision, MessageSummary, Offer, PolicyContext, PolicyRequest};
 use relaygate::session::sasl::CredentialCheck;
 use relaygate::session::{
     Action, Capabilities, DataOutcome, Session, SessionLimits, UpstreamProblem, UpstreamStep,
 };
+use relaygate::smtp::data::DataProblem;
 use relaygate::smtp::reply::catalogue;
 use relaygate::smtp::{Command, CommandError, Reply, parse_command};
 
