@@ -66,20 +66,32 @@ where
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
-/// A client connection in clear or under TLS.
-pub enum ClientStream<S> {
+/// A connection in clear or under TLS: the proxy's side of a client
+/// connection (`T` is then the server end of TLS, the default), or, in the
+/// integration tests, a test client's own connection (`T` the client end).
+pub enum ClientStream<S, T = TlsStream<S>> {
     /// Plain TCP (or whatever the listener gave).
     Plain(S),
     /// After a successful STARTTLS.
-    Tls(Box<TlsStream<S>>),
+    Tls(Box<T>),
     /// The stream was handed to a handshake that failed: nothing to talk to.
     Gone,
 }
 
-impl<S> ClientStream<S> {
+impl<S, T> ClientStream<S, T> {
     /// True under TLS.
     pub fn is_tls(&self) -> bool {
         matches!(self, Self::Tls(_))
+    }
+}
+
+impl<S, T> std::fmt::Debug for ClientStream<S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plain(_) => "Plain",
+            Self::Tls(_) => "Tls",
+            Self::Gone => "Gone",
+        })
     }
 }
 
@@ -90,7 +102,11 @@ fn gone() -> io::Error {
     )
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientStream<S> {
+impl<S, T> AsyncRead for ClientStream<S, T>
+where
+    S: AsyncRead + Unpin,
+    T: AsyncRead + Unpin,
+{
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -104,7 +120,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientStream<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
+impl<S, T> AsyncWrite for ClientStream<S, T>
+where
+    S: AsyncWrite + Unpin,
+    T: AsyncWrite + Unpin,
+{
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
