@@ -2,16 +2,86 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn relaygate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_relaygate"))
 }
 
-fn run(args: &[&str]) -> Output {
-    relaygate().args(args).output().expect("relaygate runs")
+/// How one run of the binary ended and what it printed; the assertions
+/// below print both streams when they fail.
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn output(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// Exit status 0.
+    fn succeeded(&self) -> &Self {
+        assert_eq!(self.code, Some(0), "{}", self.output());
+        self
+    }
+
+    /// Any status but 0.
+    fn failed(&self) -> &Self {
+        assert_ne!(self.code, Some(0), "{}", self.output());
+        self
+    }
+
+    /// Exit status `code`.
+    fn exited(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "{}", self.output());
+        self
+    }
+
+    /// Standard output contains `needle`.
+    fn says(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle),
+            "{needle:?} missing\n{}",
+            self.output()
+        );
+        self
+    }
+
+    /// Standard output does not contain `needle`.
+    fn never_says(&self, needle: &str) -> &Self {
+        assert!(
+            !self.stdout.contains(needle),
+            "{needle:?} present\n{}",
+            self.output()
+        );
+        self
+    }
+
+    /// Standard error contains `needle`.
+    fn complains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "{needle:?} missing\n{}",
+            self.output()
+        );
+        self
+    }
+}
+
+fn run(args: &[&str]) -> Ran {
+    let out = relaygate().args(args).output().expect("relaygate runs");
+    Ran {
+        code: out.status.code(),
+        stdout: text(&out.stdout),
+        stderr: text(&out.stderr),
+    }
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -22,81 +92,87 @@ fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/misbehaving.wasm")
 }
 
-fn write_config(body: &str) -> (tempfile::TempDir, PathBuf) {
+fn write_file(name: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("relaygate.toml");
+    let path = dir.path().join(name);
     std::fs::write(&path, body).unwrap();
     (dir, path)
 }
 
+fn write_config(body: &str) -> (tempfile::TempDir, PathBuf) {
+    write_file("relaygate.toml", body)
+}
+
+/// `relaygate check` on a config file with `body`.
+fn check(body: &str) -> Ran {
+    let (_dir, path) = write_config(body);
+    run(&["check", "--config", path.to_str().unwrap()])
+}
+
+/// `relaygate policy test MODULE CASES` with a cases file holding `cases`.
+fn policy_test(module: &str, cases: &str) -> Ran {
+    let (_dir, path) = write_file("cases.toml", cases);
+    policy_test_file(module, &path)
+}
+
+fn policy_test_file(module: &str, cases: &Path) -> Ran {
+    run(&["policy", "test", module, cases.to_str().unwrap()])
+}
+
+fn policy_check(module: &Path) -> Ran {
+    run(&["policy", "check", module.to_str().unwrap()])
+}
+
+/// Sends `signal` (`TERM`, `HUP`) to `child`.
+fn signal(child: &Child, signal: &str) {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status();
+    assert!(sent.unwrap().success(), "kill -{signal} {pid}");
+}
+
 #[test]
 fn check_with_the_embedded_default_reports_restricted_relay() {
-    let out = run(&["check"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    assert!(stdout.contains("embedded default"), "{stdout}");
-    assert!(stdout.contains("builtin:apple-relay"), "{stdout}");
-    assert!(stdout.contains("restricted relay ON"), "{stdout}");
-    assert!(!stdout.contains("OPEN RELAY"), "{stdout}");
+    run(&["check"])
+        .succeeded()
+        .says("embedded default")
+        .says("builtin:apple-relay")
+        .says("restricted relay ON")
+        .never_says("OPEN RELAY");
 }
 
 #[test]
 fn check_warns_loudly_about_an_open_relay() {
-    let (_dir, path) = write_config("[policy.config]\nopen_relay_addr_flag = 0\n");
-    let out = run(&["check", "--config", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("OPEN RELAY"),
-        "{}",
-        text(&out.stdout)
-    );
+    check("[policy.config]\nopen_relay_addr_flag = 0\n")
+        .succeeded()
+        .says("OPEN RELAY");
 }
 
 #[test]
 fn bad_config_is_refused_with_one_line_per_problem_and_exit_78() {
-    let (_dir, path) = write_config("[proxy]\nlsiten = [\"127.0.0.1:2525\"]\n");
-    let out = run(&["check", "--config", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(78));
-    let stderr = text(&out.stderr);
-    assert!(stderr.contains("proxy.lsiten"), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let typo = check("[proxy]\nlsiten = [\"127.0.0.1:2525\"]\n");
+    typo.exited(78).complains("proxy.lsiten");
+    assert_eq!(typo.stderr.lines().count(), 1, "{}", typo.output());
 
-    let (_dir, path) = write_config(
-        "[policy.config]\nopen_relay_addr_flag = 1\nopen_relay_addr_list = [\"10.0.0.300\"]\n",
-    );
-    let out = run(&["check", "--config", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(78));
-    assert!(
-        text(&out.stderr).contains("open_relay_addr_list"),
-        "{}",
-        text(&out.stderr)
-    );
+    check("[policy.config]\nopen_relay_addr_flag = 1\nopen_relay_addr_list = [\"10.0.0.300\"]\n")
+        .exited(78)
+        .complains("open_relay_addr_list");
 
-    let out = run(&["check", "--config", "/nonexistent/relaygate.toml"]);
-    assert_eq!(out.status.code(), Some(78));
-    assert!(
-        text(&out.stderr).contains("cannot read"),
-        "{}",
-        text(&out.stderr)
-    );
+    run(&["check", "--config", "/nonexistent/relaygate.toml"])
+        .exited(78)
+        .complains("cannot read");
 }
 
 #[test]
 fn policy_check_names_the_world_and_refuses_garbage() {
-    let out = run(&["policy", "check", fixture().to_str().unwrap()]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains("relaygate:policy/hooks@0.1.0"), "{stdout}");
-    assert!(stdout.contains("fits:      yes"), "{stdout}");
+    policy_check(&fixture())
+        .succeeded()
+        .says("relaygate:policy/hooks@0.1.0")
+        .says("fits:      yes");
 
-    let (_dir, path) = write_config("not wasm");
-    let out = run(&["policy", "check", path.to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("not usable"),
-        "{}",
-        text(&out.stderr)
-    );
+    let (_dir, garbage) = write_config("not wasm");
+    policy_check(&garbage).failed().complains("not usable");
 }
 
 #[test]
@@ -110,26 +186,8 @@ fn runs_with_flags_greets_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     wait_for_port(port);
-    let stream = TcpStream::connect(&listen).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert!(line.starts_with("220 "), "{line}");
-    (&stream).write_all(b"QUIT\r\n").unwrap();
-    line.clear();
-    reader.read_line(&mut line).unwrap();
-    assert!(line.starts_with("221 "), "{line}");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    greet_and_quit(&listen);
+    signal(&child, "TERM");
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -142,6 +200,22 @@ fn runs_with_flags_greets_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+}
+
+/// Connects to `listen`, expects the 220 greeting, says QUIT and expects 221.
+fn greet_and_quit(listen: &str) {
+    let stream = TcpStream::connect(listen).expect("listening");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("220 "), "{line}");
+    (&stream).write_all(b"QUIT\r\n").unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("221 "), "{line}");
 }
 
 fn free_port() -> u16 {
@@ -180,33 +254,23 @@ fn sighup_and_relaygate_reload_swap_the_policy_and_status_shows_it() {
         .spawn()
         .unwrap();
     wait_for_port(admin);
-    let status = run(&["status", "--config", path_text]);
-    assert!(status.status.success(), "{}", text(&status.stderr));
-    assert!(
-        text(&status.stdout).contains("restricted relay ON"),
-        "{}",
-        text(&status.stdout)
-    );
+    run(&["status", "--config", path_text])
+        .succeeded()
+        .says("restricted relay ON");
 
     // SIGHUP re-reads the file.
     std::fs::write(&path, config(0)).unwrap();
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&child, "HUP");
     let started = Instant::now();
     loop {
-        let status = text(&run(&["status", "--config", path_text]).stdout);
-        if status.contains("\"open_relay\": true") {
+        let status = run(&["status", "--config", path_text]);
+        if status.stdout.contains("\"open_relay\": true") {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "SIGHUP did not reload: {status}"
+            "SIGHUP did not reload: {}",
+            status.output()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -217,40 +281,21 @@ fn sighup_and_relaygate_reload_swap_the_policy_and_status_shows_it() {
         config(1).replace("open_relay_addr_flag", "open_relay_adr_flag"),
     )
     .unwrap();
-    let refused = run(&["reload", "--config", path_text]);
-    assert!(!refused.status.success());
-    assert!(
-        text(&refused.stdout).contains("open_relay_adr_flag"),
-        "{}",
-        text(&refused.stdout)
-    );
+    run(&["reload", "--config", path_text])
+        .failed()
+        .says("open_relay_adr_flag");
     std::fs::write(&path, config(1)).unwrap();
-    let reloaded = run(&["reload", "--config", path_text]);
-    assert!(
-        reloaded.status.success(),
-        "{}{}",
-        text(&reloaded.stdout),
-        text(&reloaded.stderr)
-    );
-    assert!(
-        text(&reloaded.stdout).contains("restricted relay ON"),
-        "{}",
-        text(&reloaded.stdout)
-    );
+    run(&["reload", "--config", path_text])
+        .succeeded()
+        .says("restricted relay ON");
 
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    signal(&child, "TERM");
     let _ = child.wait();
 }
 
 #[test]
 fn reload_without_an_admin_endpoint_says_how() {
-    let out = run(&["reload"]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("[admin] listen"),
-        "{}",
-        text(&out.stderr)
-    );
+    run(&["reload"]).failed().complains("[admin] listen");
 }
 
 #[test]
@@ -288,14 +333,7 @@ fn json_logs_and_systemd_readiness() {
     assert!(line.starts_with("220 "), "{line}");
     (&stream).write_all(b"QUIT\r\n").unwrap();
     drop(reader);
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&child, "TERM");
     let output = child.wait_with_output().unwrap();
     let stderr = text(&output.stderr);
     let events: Vec<serde_json::Value> = stderr
@@ -321,48 +359,28 @@ fn repo_file(path: &str) -> PathBuf {
         .join(path)
 }
 
-fn write_cases(body: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cases.toml");
-    std::fs::write(&path, body).unwrap();
-    (dir, path)
-}
-
 #[test]
 fn policy_test_passes_the_whole_apple_decision_table() {
     let cases = repo_file("policy-guest/cases.toml");
-    let out = run(&[
-        "policy",
-        "test",
-        "builtin:apple-relay",
-        cases.to_str().unwrap(),
-    ]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    assert!(!stdout.lines().any(|l| l.starts_with("FAIL")), "{stdout}");
-    let summary = stdout.lines().last().unwrap();
-    assert!(summary.ends_with(" 0 FAILED"), "{summary}");
+    let builtin = policy_test_file("builtin:apple-relay", &cases);
+    builtin
+        .succeeded()
+        .says(" 0 FAILED\n")
+        .says("/ rcpt bob@elsewhere.org: reject 554 5.7.1")
+        .says("reject 530 5.7.0");
+    assert!(
+        !builtin.stdout.lines().any(|l| l.starts_with("FAIL")),
+        "{}",
+        builtin.output()
+    );
     // Every row of the README's decision table is there, each with local and remote.
     for row in 1..=8 {
-        assert!(
-            stdout.contains(&format!("ok   row {row}: ")),
-            "row {row}:\n{stdout}"
-        );
+        builtin.says(&format!("ok   row {row}: "));
     }
-    assert!(
-        stdout.contains("/ rcpt bob@elsewhere.org: reject 554 5.7.1"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("reject 530 5.7.0"), "{stdout}");
     // The same cases against the compiled file give the same result.
     let wasm = repo_file("host/assets/apple-relay.wasm");
-    let again = run(&[
-        "policy",
-        "test",
-        wasm.to_str().unwrap(),
-        cases.to_str().unwrap(),
-    ]);
-    assert_eq!(text(&again.stdout), stdout);
+    let compiled = policy_test_file(wasm.to_str().unwrap(), &cases);
+    assert_eq!(compiled.stdout, builtin.stdout);
 }
 
 const MISMATCH: &str = r#"
@@ -389,16 +407,9 @@ expect = { rcpt = "accept" }
 
 #[test]
 fn policy_test_prints_expected_and_actual_and_exits_1_on_a_mismatch() {
-    let (_dir, cases) = write_cases(MISMATCH);
-    let out = run(&[
-        "policy",
-        "test",
-        "builtin:apple-relay",
-        cases.to_str().unwrap(),
-    ]);
-    let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
-    let lines: Vec<&str> = stdout.lines().collect();
+    let out = policy_test("builtin:apple-relay", MISMATCH);
+    out.exited(1);
+    let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(
         lines,
         [
@@ -415,35 +426,15 @@ fn policy_test_prints_expected_and_actual_and_exits_1_on_a_mismatch() {
 #[test]
 fn policy_test_refuses_a_bad_cases_file_naming_case_and_key_with_78() {
     let bad = MISMATCH.replace("rcpt = [\"accept\", \"accept\"]", "rcpt = [\"accept\"]");
-    let (_dir, cases) = write_cases(&bad);
-    let out = run(&[
-        "policy",
-        "test",
-        "builtin:apple-relay",
-        cases.to_str().unwrap(),
-    ]);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(78), "{stderr}");
-    assert!(
-        stderr.contains(
-            "case 1 (\"unlisted client may not relay\"): expect.rcpt: 1 entries for 2 recipients"
-        ),
-        "{stderr}"
-    );
+    policy_test("builtin:apple-relay", &bad)
+        .exited(78)
+        .complains(
+            "case 1 (\"unlisted client may not relay\"): expect.rcpt: 1 entries for 2 recipients",
+        );
     let bad = MISMATCH.replace("client = \"192.168.1.9\"", "client = \"not-an-ip\"");
-    let (_dir, cases) = write_cases(&bad);
-    let out = run(&[
-        "policy",
-        "test",
-        "builtin:apple-relay",
-        cases.to_str().unwrap(),
-    ]);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(78), "{stderr}");
-    assert!(
-        stderr.contains("case 2 (\"listed client relays\"): client:"),
-        "{stderr}"
-    );
+    let out = policy_test("builtin:apple-relay", &bad);
+    out.exited(78)
+        .complains("case 2 (\"listed client relays\"): client:");
     assert!(
         out.stdout.is_empty(),
         "nothing runs before the file is checked"
@@ -452,16 +443,10 @@ fn policy_test_refuses_a_bad_cases_file_naming_case_and_key_with_78() {
 
 #[test]
 fn policy_test_says_when_the_policy_cannot_load_with_2() {
-    let (_dir, cases) = write_cases(MISMATCH);
-    let (_dir2, garbage) = write_config("not wasm");
-    let out = run(&[
-        "policy",
-        "test",
-        garbage.to_str().unwrap(),
-        cases.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("not a valid WebAssembly component"));
+    let (_dir, garbage) = write_config("not wasm");
+    policy_test(garbage.to_str().unwrap(), MISMATCH)
+        .exited(2)
+        .complains("not a valid WebAssembly component");
 }
 
 #[test]
@@ -496,22 +481,13 @@ client = "203.0.113.8"
 config = { open_relay_addr_flag = "on" }
 expect = { init = "refused" }
 "#;
-    let (_dir, path) = write_cases(cases);
-    let out = run(&[
-        "policy",
-        "test",
-        "builtin:apple-relay",
-        path.to_str().unwrap(),
-    ]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let out = policy_test("builtin:apple-relay", cases);
+    out.succeeded()
+        .says("ok   bad config / init: refused (open_relay_addr_flag");
     assert!(
-        stdout.contains("ok   bad config / init: refused (open_relay_addr_flag"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.ends_with("3 cases, 4 checks: 4 ok, 0 FAILED\n"),
-        "{stdout}"
+        out.stdout.ends_with("3 cases, 4 checks: 4 ok, 0 FAILED\n"),
+        "{}",
+        out.output()
     );
 }
 
@@ -521,38 +497,26 @@ fn wasi_probe() -> PathBuf {
 
 #[test]
 fn policy_check_names_package_version_imports_and_wasi() {
-    let out = run(&["policy", "check", wasi_probe().to_str().unwrap()]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    assert!(
-        stdout.contains("built for: relaygate:policy@0.1.0"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("relaygate:policy/hooks@0.1.0: init, connect, helo"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("wasi:      "), "{stdout}");
-    assert!(stdout.contains("wasi:cli/stdout@0.2"), "{stdout}");
-    assert!(stdout.contains("fits:      yes (wasi-probe)"), "{stdout}");
-    assert!(stdout.contains(" bytes)"), "{stdout}");
-    assert!(stdout.contains("compiled:  "), "{stdout}");
+    policy_check(&wasi_probe())
+        .succeeded()
+        .says("built for: relaygate:policy@0.1.0")
+        .says("relaygate:policy/hooks@0.1.0: init, connect, helo")
+        .says("wasi:      ")
+        .says("wasi:cli/stdout@0.2")
+        .says("fits:      yes (wasi-probe)")
+        .says(" bytes)")
+        .says("compiled:  ");
 
-    let out = run(&["policy", "check", "builtin:apple-relay"]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("wasi:      none"), "{stdout}");
+    run(&["policy", "check", "builtin:apple-relay"])
+        .succeeded()
+        .says("wasi:      none");
 
     // A core module is not a component: said plainly, exit non-zero.
     let (_dir, core) = write_config("");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
-    let out = run(&["policy", "check", core.to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("core WebAssembly module"),
-        "{}",
-        text(&out.stderr)
-    );
+    policy_check(&core)
+        .failed()
+        .complains("core WebAssembly module");
 }
 
 #[test]
@@ -567,28 +531,25 @@ client = "127.0.0.1"
 helo = "chatter"
 expect = { connect = "accept", helo = "accept" }
 "#;
-    let (_dir, path) = write_cases(cases);
-    let out = run(&[
-        "policy",
-        "test",
-        wasi_probe().to_str().unwrap(),
-        path.to_str().unwrap(),
-    ]);
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     // connect rejects naming whatever it could reach: files, env, stdin,
     // name lookups, sockets. Accept means all were denied or empty.
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let out = policy_test(wasi_probe().to_str().unwrap(), cases);
+    out.succeeded();
     let said = |needle: &str| {
-        stderr
+        out.stderr
             .lines()
             .any(|l| l.contains("policy") && l.contains("wasi-probe") && l.contains(needle))
     };
-    assert!(said("wasi-probe says hello on stdout"), "{stderr}");
-    assert!(said("wasi-probe says hello on stderr"), "{stderr}");
+    assert!(said("wasi-probe says hello on stdout"), "{}", out.output());
+    assert!(said("wasi-probe says hello on stderr"), "{}", out.output());
     // Bounded: the first lines are logged, the flood is counted, not kept.
-    assert!(said("chatter line 0"), "{stderr}");
-    assert!(!said("chatter line 499"), "rate limit: {stderr}");
-    assert!(said("output lines dropped (rate limit)"), "{stderr}");
+    assert!(said("chatter line 0"), "{}", out.output());
+    assert!(!said("chatter line 499"), "rate limit: {}", out.output());
+    assert!(
+        said("output lines dropped (rate limit)"),
+        "{}",
+        out.output()
+    );
 }
 
 #[test]
@@ -600,19 +561,9 @@ client = "127.0.0.1"
 helo = "loop"
 expect = { helo = "accept" }
 "#;
-    let (_dir, path) = write_cases(cases);
-    let out = run(&[
-        "policy",
-        "test",
-        wasi_probe().to_str().unwrap(),
-        path.to_str().unwrap(),
-    ]);
-    let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
-    assert!(
-        stdout.contains("FAIL endless loop / helo: expected accept, got failure timeout"),
-        "{stdout}"
-    );
+    policy_test(wasi_probe().to_str().unwrap(), cases)
+        .exited(1)
+        .says("FAIL endless loop / helo: expected accept, got failure timeout");
     // A generous time budget, so only the memory cap can stop the hog.
     let cases = r#"
 [limits]
@@ -625,51 +576,22 @@ client = "127.0.0.1"
 helo = "hog"
 expect = { helo = "accept" }
 "#;
-    let (_dir, path) = write_cases(cases);
-    let out = run(&[
-        "policy",
-        "test",
-        wasi_probe().to_str().unwrap(),
-        path.to_str().unwrap(),
-    ]);
-    let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
-    assert!(
-        stdout.contains("FAIL memory hog / helo: expected accept, got failure memory"),
-        "{stdout}"
-    );
+    policy_test(wasi_probe().to_str().unwrap(), cases)
+        .exited(1)
+        .says("FAIL memory hog / helo: expected accept, got failure memory");
 }
 
 #[test]
 fn a_component_built_for_another_wit_version_is_refused_naming_both() {
     let wrong = repo_file("tests/fixtures/wrong-version.wasm");
-    let out = run(&["policy", "check", wrong.to_str().unwrap()]);
-    let stdout = text(&out.stdout);
-    assert!(!out.status.success(), "{stdout}");
-    assert!(
-        stdout.contains("built for: relaygate:policy@0.2.0"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("fits:      no"), "{stdout}");
-    assert!(
-        stdout.contains(
-            "why:       it was built for relaygate:policy@0.2.0, but this relaygate provides relaygate:policy@0.1.0"
-        ),
-        "{stdout}"
-    );
-    let (_dir, cases) = write_cases(MISMATCH);
-    let out = run(&[
-        "policy",
-        "test",
-        wrong.to_str().unwrap(),
-        cases.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("relaygate:policy@0.2.0"),
-        "{}",
-        text(&out.stderr)
-    );
+    policy_check(&wrong)
+        .failed()
+        .says("built for: relaygate:policy@0.2.0")
+        .says("fits:      no")
+        .says("why:       it was built for relaygate:policy@0.2.0, but this relaygate provides relaygate:policy@0.1.0");
+    policy_test(wrong.to_str().unwrap(), MISMATCH)
+        .exited(2)
+        .complains("relaygate:policy@0.2.0");
 }
 
 /// Configs that cannot work are refused by `check` and at start alike: exit
@@ -701,15 +623,13 @@ fn auth_that_can_never_be_offered_is_refused_by_check_and_logged_as_an_error_at_
         ),
     ];
     for (body, wanted) in cases {
-        let (_dir, path) = write_config(&body);
-        let out = run(&["check", "--config", path.to_str().unwrap()]);
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(78), "{body}\n{stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let out = check(&body);
+        out.exited(78);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.output());
         for want in &wanted {
-            assert!(stderr.contains(want), "{want:?} missing: {stderr}");
+            out.complains(want);
         }
-        assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+        assert!(out.stdout.is_empty(), "{}", out.output());
         // Started anyway, the proxy serves (listed clients can still send)
         // and says what cannot work, as an error.
         let port = free_port();
@@ -728,16 +648,11 @@ fn auth_that_can_never_be_offered_is_refused_by_check_and_logged_as_an_error_at_
         }
     }
     // With what AUTH needs it passes.
-    let (_dir, path) = write_config(&format!(
+    check(&format!(
         "{auth}require_tls = false\n[policy.config]\nsmtp_plain_login_flag = 1\n"
-    ));
-    let out = run(&["check", "--config", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        !text(&out.stdout).contains("WARNING"),
-        "{}",
-        text(&out.stdout)
-    );
+    ))
+    .succeeded()
+    .never_says("WARNING");
 }
 
 #[test]
@@ -766,14 +681,13 @@ fn check_warns_loudly_about_settings_that_quietly_open_the_relay_or_do_nothing()
         ),
     ];
     for (body, want) in cases {
-        let (_dir, path) = write_config(&body);
-        let out = run(&["check", "--config", path.to_str().unwrap()]);
-        assert!(out.status.success(), "{body}\n{}", text(&out.stderr));
-        let stdout = text(&out.stdout);
-        let warning = stdout
+        let out = check(&body);
+        out.succeeded();
+        let warning = out
+            .stdout
             .lines()
             .find(|l| l.starts_with("WARNING:") && l.contains(want))
-            .unwrap_or_else(|| panic!("no warning with {want:?}:\n{stdout}"));
+            .unwrap_or_else(|| panic!("no warning with {want:?}:\n{}", out.output()));
         if want.starts_with("policy.") {
             assert!(warning.contains("ANY client"), "{warning}");
         }
@@ -782,33 +696,18 @@ fn check_warns_loudly_about_settings_that_quietly_open_the_relay_or_do_nothing()
 
 #[test]
 fn check_shows_the_connection_caps_and_who_is_exempt() {
-    let (_dir, path) = write_config(
+    check(
         "[proxy]\nmax_connections_per_client = 7\nper_client_ipv6_prefix = 56\nper_client_exempt = [\"192.0.2.0/24\"]\n",
-    );
-    let out = run(&["check", "--config", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains("7 per client (IPv6 per /56), not capped per client: 192.0.2.0/24"),
-        "{stdout}"
-    );
+    )
+    .succeeded()
+    .says("7 per client (IPv6 per /56), not capped per client: 192.0.2.0/24");
     // By default: loopback and this machine's own addresses.
-    let out = run(&["check"]);
-    let stdout = text(&out.stdout);
-    assert!(
-        stdout
-            .contains("50 per client (IPv6 per /64), not capped per client: 127.0.0.0/8, ::1/128"),
-        "{stdout}"
-    );
+    run(&["check"])
+        .says("50 per client (IPv6 per /64), not capped per client: 127.0.0.0/8, ::1/128");
     for bad in ["0", "129"] {
-        let (_dir, path) = write_config(&format!("[proxy]\nper_client_ipv6_prefix = {bad}\n"));
-        let out = run(&["check", "--config", path.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(78));
-        assert!(
-            text(&out.stderr).contains("proxy.per_client_ipv6_prefix"),
-            "{}",
-            text(&out.stderr)
-        );
+        check(&format!("[proxy]\nper_client_ipv6_prefix = {bad}\n"))
+            .exited(78)
+            .complains("proxy.per_client_ipv6_prefix");
     }
 }
 
@@ -823,14 +722,7 @@ fn serve_briefly(port: u16, config_body: &str) -> String {
         .spawn()
         .unwrap();
     wait_for_port(port);
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&child, "TERM");
     text(&child.wait_with_output().unwrap().stderr)
 }
 
