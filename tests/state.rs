@@ -56,6 +56,50 @@ async fn upstream() -> RecordingUpstream {
         .expect("upstream starts")
 }
 
+/// `count` proxies started from one config text in front of one recording
+/// upstream, which lives as long as they do.
+struct Site {
+    proxies: Vec<TestProxy>,
+    _upstream: RecordingUpstream,
+}
+
+impl Site {
+    async fn start(count: usize, config_text: &str) -> Self {
+        let upstream = upstream().await;
+        let mut proxies = Vec::new();
+        for _ in 0..count {
+            proxies.push(
+                TestProxy::start(config_text, upstream.addr())
+                    .await
+                    .unwrap(),
+            );
+        }
+        Self {
+            proxies,
+            _upstream: upstream,
+        }
+    }
+
+    /// One proxy running `policy` with the in-process store.
+    async fn embedded(policy: &str, policy_config: &str) -> Self {
+        Self::start(1, &config(policy, policy_config, "")).await
+    }
+
+    /// Two proxies running `policy` with their state in `redis`.
+    async fn sharing(policy: &str, policy_config: &str, redis: &RedisServer) -> Self {
+        Self::start(
+            2,
+            &config(policy, policy_config, &redis_state(&redis.url())),
+        )
+        .await
+    }
+
+    /// The SMTP address of proxy `n`.
+    fn addr(&self, n: usize) -> SocketAddr {
+        self.proxies[n].addr()
+    }
+}
+
 /// One session from `client`: MAIL FROM `sender`, then the reply to RCPT TO `recipient`.
 async fn rcpt(proxy: SocketAddr, client: &str, sender: &str, recipient: &str) -> Reply {
     let client: IpAddr = client.parse().unwrap();
@@ -103,11 +147,8 @@ async fn greylist_sequence(first: SocketAddr, second: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn greylisting_with_the_embedded_store() {
-    let upstream = upstream().await;
-    let proxy = TestProxy::start(&config("greylist", GREYLIST, ""), upstream.addr())
-        .await
-        .unwrap();
-    greylist_sequence(proxy.addr(), proxy.addr()).await;
+    let site = Site::embedded("greylist", GREYLIST).await;
+    greylist_sequence(site.addr(0), site.addr(0)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,11 +156,8 @@ async fn greylisting_shared_by_two_proxies_through_redis() {
     let Some(redis) = RedisServer::start().unwrap() else {
         return;
     };
-    let upstream = upstream().await;
-    let text = config("greylist", GREYLIST, &redis_state(&redis.url()));
-    let first = TestProxy::start(&text, upstream.addr()).await.unwrap();
-    let second = TestProxy::start(&text, upstream.addr()).await.unwrap();
-    greylist_sequence(first.addr(), second.addr()).await;
+    let site = Site::sharing("greylist", GREYLIST, &redis).await;
+    greylist_sequence(site.addr(0), site.addr(1)).await;
     // The state is in Redis, under the policy's namespace.
     let keys = redis.keys("*").unwrap();
     assert!(!keys.is_empty());
@@ -131,18 +169,13 @@ async fn greylisting_shared_by_two_proxies_through_redis() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxies_with_embedded_state_do_not_share_it() {
-    let upstream = upstream().await;
-    let text = config("greylist", GREYLIST, "");
-    let first = TestProxy::start(&text, upstream.addr()).await.unwrap();
-    let second = TestProxy::start(&text, upstream.addr()).await.unwrap();
+    let site = Site::start(2, &config("greylist", GREYLIST, "")).await;
     let (a, b) = ("a@example.org", "b@example.com");
-    assert!(is_greylisted(&rcpt(first.addr(), "127.0.0.11", a, b).await));
+    assert!(is_greylisted(&rcpt(site.addr(0), "127.0.0.11", a, b).await));
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(rcpt(first.addr(), "127.0.0.11", a, b).await.code, 250);
+    assert_eq!(rcpt(site.addr(0), "127.0.0.11", a, b).await.code, 250);
     // The second proxy never saw the first attempt.
-    assert!(is_greylisted(
-        &rcpt(second.addr(), "127.0.0.11", a, b).await
-    ));
+    assert!(is_greylisted(&rcpt(site.addr(1), "127.0.0.11", a, b).await));
 }
 
 const RATE_LIMIT: &str = r#"
@@ -171,11 +204,8 @@ async fn rate_limit_sequence(first: SocketAddr, second: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_with_the_embedded_store() {
-    let upstream = upstream().await;
-    let proxy = TestProxy::start(&config("rate-limit", RATE_LIMIT, ""), upstream.addr())
-        .await
-        .unwrap();
-    rate_limit_sequence(proxy.addr(), proxy.addr()).await;
+    let site = Site::embedded("rate-limit", RATE_LIMIT).await;
+    rate_limit_sequence(site.addr(0), site.addr(0)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -183,13 +213,48 @@ async fn rate_limit_shared_by_two_proxies_through_redis() {
     let Some(redis) = RedisServer::start().unwrap() else {
         return;
     };
-    let upstream = upstream().await;
-    let text = config("rate-limit", RATE_LIMIT, &redis_state(&redis.url()));
-    let first = TestProxy::start(&text, upstream.addr()).await.unwrap();
-    let second = TestProxy::start(&text, upstream.addr()).await.unwrap();
-    rate_limit_sequence(first.addr(), second.addr()).await;
+    let site = Site::sharing("rate-limit", RATE_LIMIT, &redis).await;
+    rate_limit_sequence(site.addr(0), site.addr(1)).await;
     let keys = redis.keys("relaygate:rate-limit:sender:*").unwrap();
     assert_eq!(keys.len(), 2, "{keys:?}");
+}
+
+/// While the store fails, every attempt from `client` gets the state-failure
+/// tempfail, promptly: well under the session's command timeout and near
+/// `[state] timeout`.
+async fn prompt_state_failures(proxy: SocketAddr, client: &str, attempts: usize, what: &str) {
+    for attempt in 0..attempts {
+        let started = Instant::now();
+        let reply = rcpt(proxy, client, "a@example.org", "b@example.com").await;
+        let took = started.elapsed();
+        eprintln!("{what} attempt {attempt}: answered in {took:?}");
+        assert!(
+            is_state_failure(&reply),
+            "{what} attempt {attempt}: {reply:?}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "{what} attempt {attempt} took {took:?}"
+        );
+    }
+}
+
+/// Once the store is back, `client`'s triplet is greylisted again within ten
+/// seconds, with only state failures before.
+async fn greylisting_resumes(proxy: SocketAddr, client: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = rcpt(proxy, client, "a@example.org", "b@example.com").await;
+        if is_greylisted(&reply) {
+            return;
+        }
+        assert!(is_state_failure(&reply), "{reply:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,30 +262,19 @@ async fn redis_outage_gives_prompt_tempfails_and_service_returns_with_it() {
     let Some(mut redis) = RedisServer::start().unwrap() else {
         return;
     };
-    let upstream = upstream().await;
     let text = config("greylist", GREYLIST, &redis_state(&redis.url()))
         + "[admin]\nlisten = \"127.0.0.1:0\"\n";
-    let proxy = TestProxy::start(&text, upstream.addr()).await.unwrap();
+    let site = Site::start(1, &text).await;
+    let proxy = site.addr(0);
     let (a, b) = ("a@example.org", "b@example.com");
-    assert!(is_greylisted(&rcpt(proxy.addr(), "127.0.0.31", a, b).await));
+    assert!(is_greylisted(&rcpt(proxy, "127.0.0.31", a, b).await));
 
     redis.kill();
-    for attempt in 0..3 {
-        let started = Instant::now();
-        let reply = rcpt(proxy.addr(), "127.0.0.31", a, b).await;
-        let took = started.elapsed();
-        eprintln!("outage attempt {attempt}: answered in {took:?}");
-        assert!(is_state_failure(&reply), "attempt {attempt}: {reply:?}");
-        // Well under the session's command timeout, and near `[state] timeout`.
-        assert!(
-            took < Duration::from_secs(3),
-            "attempt {attempt} took {took:?}"
-        );
-    }
+    prompt_state_failures(proxy, "127.0.0.31", 3, "outage").await;
     // The known-good client needs no state and is served throughout.
-    assert_eq!(rcpt(proxy.addr(), "127.0.0.50", a, b).await.code, 250);
+    assert_eq!(rcpt(proxy, "127.0.0.50", a, b).await.code, 250);
     // The failures are counted for the admin.
-    let admin = proxy.admin_addr().unwrap();
+    let admin = site.proxies[0].admin_addr().unwrap();
     let (status, metrics) = relaygate_tests::admin::http(admin, "GET", "/metrics")
         .await
         .unwrap();
@@ -234,21 +288,9 @@ async fn redis_outage_gives_prompt_tempfails_and_service_returns_with_it() {
 
     redis.restart().unwrap();
     // The restarted server is empty: the triplet is new again, greylisted, not a failure.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reply = rcpt(proxy.addr(), "127.0.0.31", a, b).await;
-        if is_greylisted(&reply) {
-            break;
-        }
-        assert!(is_state_failure(&reply), "{reply:?}");
-        assert!(
-            Instant::now() < deadline,
-            "no recovery after Redis came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    greylisting_resumes(proxy, "127.0.0.31").await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(rcpt(proxy.addr(), "127.0.0.31", a, b).await.code, 250);
+    assert_eq!(rcpt(proxy, "127.0.0.31", a, b).await.code, 250);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -256,36 +298,17 @@ async fn a_frozen_redis_gives_tempfails_within_the_timeout_not_hangs() {
     let Some(redis) = RedisServer::start().unwrap() else {
         return;
     };
-    let upstream = upstream().await;
-    let text = config("greylist", GREYLIST, &redis_state(&redis.url()));
-    let proxy = TestProxy::start(&text, upstream.addr()).await.unwrap();
-    let (a, b) = ("a@example.org", "b@example.com");
-    assert!(is_greylisted(&rcpt(proxy.addr(), "127.0.0.61", a, b).await));
+    let site = Site::start(1, &config("greylist", GREYLIST, &redis_state(&redis.url()))).await;
+    let proxy = site.addr(0);
+    assert!(is_greylisted(
+        &rcpt(proxy, "127.0.0.61", "a@example.org", "b@example.com").await
+    ));
 
     // Connections stay open, nothing is answered: only the timeout (300ms) helps.
     redis.freeze(true).unwrap();
-    for attempt in 0..2 {
-        let started = Instant::now();
-        let reply = rcpt(proxy.addr(), "127.0.0.61", a, b).await;
-        let took = started.elapsed();
-        eprintln!("frozen attempt {attempt}: answered in {took:?}");
-        assert!(is_state_failure(&reply), "attempt {attempt}: {reply:?}");
-        assert!(
-            took < Duration::from_secs(3),
-            "attempt {attempt} took {took:?}"
-        );
-    }
+    prompt_state_failures(proxy, "127.0.0.61", 2, "frozen").await;
     redis.freeze(false).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reply = rcpt(proxy.addr(), "127.0.0.61", a, b).await;
-        if is_greylisted(&reply) {
-            break;
-        }
-        assert!(is_state_failure(&reply), "{reply:?}");
-        assert!(Instant::now() < deadline, "no recovery after Redis thawed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    greylisting_resumes(proxy, "127.0.0.61").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -296,26 +319,19 @@ async fn a_proxy_starts_while_redis_is_down_and_fails_open_when_told_to() {
         .local_addr()
         .unwrap()
         .port();
-    let upstream = upstream().await;
     let open = format!("{GREYLIST}on_state_error = \"accept\"\n");
-    let text = config(
-        "greylist",
-        &open,
-        &redis_state(&format!("redis://127.0.0.1:{port}")),
-    );
-    let proxy = TestProxy::start(&text, upstream.addr()).await.unwrap();
-    let reply = rcpt(proxy.addr(), "127.0.0.41", "a@example.org", "b@example.com").await;
+    let state = redis_state(&format!("redis://127.0.0.1:{port}"));
+    let site = Site::start(1, &config("greylist", &open, &state)).await;
+    let reply = rcpt(site.addr(0), "127.0.0.41", "a@example.org", "b@example.com").await;
     assert_eq!(reply.code, 250, "{reply:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_key_size_limit_reaches_the_policy_as_an_error() {
-    let upstream = upstream().await;
     // Greylisting keys are longer than 8 bytes: every state call is refused, and the
     // policy answers its state-failure tempfail.
-    let text = config("greylist", GREYLIST, "max_key_size = 8\n");
-    let proxy = TestProxy::start(&text, upstream.addr()).await.unwrap();
-    let reply = rcpt(proxy.addr(), "127.0.0.11", "a@example.org", "b@example.com").await;
+    let site = Site::start(1, &config("greylist", GREYLIST, "max_key_size = 8\n")).await;
+    let reply = rcpt(site.addr(0), "127.0.0.11", "a@example.org", "b@example.com").await;
     assert!(is_state_failure(&reply), "{reply:?}");
 }
 
@@ -335,13 +351,12 @@ async fn only_stateful_components_import_state_and_plain_ones_still_load() {
     assert!(!imports.iter().any(|i| i == state_import), "{imports:?}");
     // The built-in policy (plain world) serves with a Redis state backend configured,
     // even one that is down: it never touches state.
-    let upstream = upstream().await;
     let text = format!(
         "[proxy]\nupstream = \"{{upstream}}\"\n[policy.config]\nopen_relay_addr_flag = 1\n[state]\n{}",
         redis_state("redis://127.0.0.1:1")
     );
-    let proxy = TestProxy::start(&text, upstream.addr()).await.unwrap();
-    let reply = rcpt(proxy.addr(), "127.0.0.1", "a@example.org", "b@example.com").await;
+    let site = Site::start(1, &text).await;
+    let reply = rcpt(site.addr(0), "127.0.0.1", "a@example.org", "b@example.com").await;
     assert_eq!(reply.code, 250, "{reply:?}");
 }
 
@@ -389,21 +404,19 @@ impl Drop for Balancer {
 }
 
 /// Two proxies sharing one Redis behind one balanced address, as the README's "Running
-/// several instances" describes; the caller keeps everything alive.
+/// several instances" describes; the caller keeps both alive.
 async fn two_behind_one_address(
     policy: &str,
     policy_config: &str,
     redis: &RedisServer,
-    upstream: &RecordingUpstream,
-) -> (Balancer, TestProxy, TestProxy) {
-    let text = config(policy, policy_config, &redis_state(&redis.url()));
-    let first = TestProxy::start(&text, upstream.addr()).await.unwrap();
-    let second = TestProxy::start(&text, upstream.addr()).await.unwrap();
-    let backends = vec![
-        first.proxy_protocol_addr().unwrap(),
-        second.proxy_protocol_addr().unwrap(),
-    ];
-    (Balancer::start(backends).await, first, second)
+) -> (Balancer, Site) {
+    let site = Site::sharing(policy, policy_config, redis).await;
+    let backends = site
+        .proxies
+        .iter()
+        .map(|proxy| proxy.proxy_protocol_addr().unwrap())
+        .collect();
+    (Balancer::start(backends).await, site)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -411,9 +424,7 @@ async fn two_proxies_behind_one_address_enforce_one_greylist() {
     let Some(redis) = RedisServer::start().unwrap() else {
         return;
     };
-    let upstream = upstream().await;
-    let (balancer, _first, _second) =
-        two_behind_one_address("greylist", GREYLIST, &redis, &upstream).await;
+    let (balancer, _site) = two_behind_one_address("greylist", GREYLIST, &redis).await;
     let (a, b) = ("a@example.org", "b@example.com");
     // Connections alternate: 1st to one proxy, 2nd to the other, and so on.
     let reply = rcpt(balancer.addr, "127.0.0.71", a, b).await;
@@ -435,11 +446,9 @@ async fn two_proxies_behind_one_address_enforce_one_rate_limit() {
     let Some(redis) = RedisServer::start().unwrap() else {
         return;
     };
-    let upstream = upstream().await;
-    let (balancer, _first, _second) =
-        two_behind_one_address("rate-limit", RATE_LIMIT, &redis, &upstream).await;
+    let (balancer, _site) = two_behind_one_address("rate-limit", RATE_LIMIT, &redis).await;
     let sender = "bulk@example.org";
-    for n in 0..3 {
+    for n in 0..5 {
         let reply = rcpt(
             balancer.addr,
             "127.0.0.81",
@@ -447,16 +456,7 @@ async fn two_proxies_behind_one_address_enforce_one_rate_limit() {
             &format!("r{n}@example.com"),
         )
         .await;
-        assert_eq!(reply.code, 250, "recipient {n}: {reply:?}");
-    }
-    for n in 3..5 {
-        let reply = rcpt(
-            balancer.addr,
-            "127.0.0.81",
-            sender,
-            &format!("r{n}@example.com"),
-        )
-        .await;
-        assert_eq!(reply.code, 452, "recipient {n}: {reply:?}");
+        let limit = if n < 3 { 250 } else { 452 };
+        assert_eq!(reply.code, limit, "recipient {n}: {reply:?}");
     }
 }
