@@ -33,6 +33,18 @@ fn credentials(user: &str, password: &str) -> Credentials {
     Credentials::new(user.to_string(), Zeroizing::new(password.to_string()))
 }
 
+/// What `authenticator` answers `user` with `password` from `client`.
+async fn verify(
+    authenticator: &Authenticator,
+    client: IpAddr,
+    user: &str,
+    password: &str,
+) -> Verification {
+    authenticator
+        .verify(client, &credentials(user, password))
+        .await
+}
+
 /// `[auth]` from TOML lines, through the real config parser. Brute-force control is
 /// loose unless the test sets it.
 fn auth_config(lines: &str) -> AuthConfig {
@@ -68,18 +80,10 @@ async fn start_dovecot(certs: &TestCerts) -> Option<Dovecot> {
 /// The answers for: right password, wrong password, unknown user, 8-bit password.
 async fn standard_answers(authenticator: &Authenticator) -> [Verification; 4] {
     [
-        authenticator
-            .verify(client(), &credentials("alice", ALICE_PASSWORD))
-            .await,
-        authenticator
-            .verify(client(), &credentials("alice", "pa ss\"wo\\rD"))
-            .await,
-        authenticator
-            .verify(client(), &credentials("mallory", ALICE_PASSWORD))
-            .await,
-        authenticator
-            .verify(client(), &credentials("bob", BOB_PASSWORD))
-            .await,
+        verify(authenticator, client(), "alice", ALICE_PASSWORD).await,
+        verify(authenticator, client(), "alice", "pa ss\"wo\\rD").await,
+        verify(authenticator, client(), "mallory", ALICE_PASSWORD).await,
+        verify(authenticator, client(), "bob", BOB_PASSWORD).await,
     ]
 }
 
@@ -101,67 +105,38 @@ async fn check_backend(dovecot: &Dovecot, lines: &str) {
     );
 }
 
-#[tokio::test]
-async fn imap_over_plain_starttls_and_implicit_tls() {
+/// Each way to reach a Dovecot service gives the standard answers: in clear
+/// (the default), upgraded with STARTTLS (STLS for POP3) and implicit TLS.
+async fn check_every_transport(
+    backend: &str,
+    clear: fn(&Dovecot) -> SocketAddr,
+    implicit: fn(&Dovecot) -> SocketAddr,
+) {
     let certs = TestCerts::generate(&["localhost", "127.0.0.1"]).unwrap();
     let Some(dovecot) = start_dovecot(&certs).await else {
         return;
     };
     let ca = toml_path(certs.ca_pem());
-    check_backend(
-        &dovecot,
-        &format!(
-            "backend = \"imap\"\nserver = \"{}\"\ntls = \"none\"",
-            dovecot.imap_addr()
+    let (clear, implicit) = (clear(&dovecot), implicit(&dovecot));
+    for transport in [
+        format!("server = \"{clear}\""),
+        format!(
+            "server = \"{clear}\"\ntls = \"starttls\"\ntls_ca = {ca}\ntls_server_name = \"localhost\""
         ),
-    )
-    .await;
-    check_backend(
-        &dovecot,
-        &format!(
-            "backend = \"imap\"\nserver = \"{}\"\ntls = \"starttls\"\ntls_ca = {ca}\ntls_server_name = \"localhost\"",
-            dovecot.imap_addr()
-        ),
-    )
-    .await;
-    check_backend(
-        &dovecot,
-        &format!(
-            "backend = \"imap\"\nserver = \"{}\"\ntls = \"implicit\"\ntls_ca = {ca}",
-            dovecot.imaps_addr()
-        ),
-    )
-    .await;
+        format!("server = \"{implicit}\"\ntls = \"implicit\"\ntls_ca = {ca}"),
+    ] {
+        check_backend(&dovecot, &format!("backend = \"{backend}\"\n{transport}")).await;
+    }
+}
+
+#[tokio::test]
+async fn imap_over_plain_starttls_and_implicit_tls() {
+    check_every_transport("imap", Dovecot::imap_addr, Dovecot::imaps_addr).await;
 }
 
 #[tokio::test]
 async fn pop3_over_plain_stls_and_implicit_tls() {
-    let certs = TestCerts::generate(&["localhost", "127.0.0.1"]).unwrap();
-    let Some(dovecot) = start_dovecot(&certs).await else {
-        return;
-    };
-    let ca = toml_path(certs.ca_pem());
-    check_backend(
-        &dovecot,
-        &format!("backend = \"pop3\"\nserver = \"{}\"", dovecot.pop3_addr()),
-    )
-    .await;
-    check_backend(
-        &dovecot,
-        &format!(
-            "backend = \"pop3\"\nserver = \"{}\"\ntls = \"starttls\"\ntls_ca = {ca}\ntls_server_name = \"localhost\"",
-            dovecot.pop3_addr()
-        ),
-    )
-    .await;
-    check_backend(
-        &dovecot,
-        &format!(
-            "backend = \"pop3\"\nserver = \"{}\"\ntls = \"implicit\"\ntls_ca = {ca}",
-            dovecot.pop3s_addr()
-        ),
-    )
-    .await;
+    check_every_transport("pop3", Dovecot::pop3_addr, Dovecot::pop3s_addr).await;
 }
 
 #[tokio::test]
@@ -180,9 +155,7 @@ async fn an_untrusted_certificate_is_unavailable_never_accepted() {
             toml_path(other_ca.ca_pem())
         ));
         let authenticator = Authenticator::new(&config).unwrap();
-        let answer = authenticator
-            .verify(client(), &credentials("alice", ALICE_PASSWORD))
-            .await;
+        let answer = verify(&authenticator, client(), "alice", ALICE_PASSWORD).await;
         assert!(
             matches!(answer, Verification::Unavailable { .. }),
             "{backend}: {answer:?}"
@@ -194,10 +167,8 @@ async fn an_untrusted_certificate_is_unavailable_never_accepted() {
         dovecot.imap_addr(),
         toml_path(certs.ca_pem())
     ));
-    let answer = Authenticator::new(&config)
-        .unwrap()
-        .verify(client(), &credentials("alice", ALICE_PASSWORD))
-        .await;
+    let authenticator = Authenticator::new(&config).unwrap();
+    let answer = verify(&authenticator, client(), "alice", ALICE_PASSWORD).await;
     assert!(
         matches!(answer, Verification::Unavailable { .. }),
         "{answer:?}"
@@ -231,23 +202,17 @@ async fn file_backend_with_argon2_and_bcrypt_reloads_on_change() {
     )
     .unwrap();
     assert_eq!(
-        authenticator
-            .verify(client(), &credentials("bob", BOB_PASSWORD))
-            .await,
+        verify(&authenticator, client(), "bob", BOB_PASSWORD).await,
         Verification::Rejected
     );
     assert_eq!(
-        authenticator
-            .verify(client(), &credentials("bob", "new-password"))
-            .await,
+        verify(&authenticator, client(), "bob", "new-password").await,
         Verification::Accepted
     );
 
     // A broken file is unavailable, not an answer from the old contents.
     std::fs::write(&path, "alice:{PLAIN}secret\n").unwrap();
-    let answer = authenticator
-        .verify(client(), &credentials("alice", ALICE_PASSWORD))
-        .await;
+    let answer = verify(&authenticator, client(), "alice", ALICE_PASSWORD).await;
     assert!(
         matches!(answer, Verification::Unavailable { .. }),
         "{answer:?}"
@@ -401,16 +366,14 @@ async fn smtp_backend_with_plain_and_login() {
 
     // A server that takes only LOGIN: PLAIN cannot get an answer, LOGIN can.
     let login_only = Submission::start(SubmissionMode::LoginOnly).await;
-    let answer = smtp_authenticator(&login_only, "smtp_mechanism = \"plain\"")
-        .verify(client(), &credentials("alice", ALICE_PASSWORD))
-        .await;
+    let plain = smtp_authenticator(&login_only, "smtp_mechanism = \"plain\"");
+    let answer = verify(&plain, client(), "alice", ALICE_PASSWORD).await;
     assert!(
         matches!(answer, Verification::Unavailable { .. }),
         "{answer:?}"
     );
-    let answer = smtp_authenticator(&login_only, "smtp_mechanism = \"login\"")
-        .verify(client(), &credentials("alice", ALICE_PASSWORD))
-        .await;
+    let login = smtp_authenticator(&login_only, "smtp_mechanism = \"login\"");
+    let answer = verify(&login, client(), "alice", ALICE_PASSWORD).await;
     assert_eq!(answer, Verification::Accepted);
 }
 
@@ -440,9 +403,7 @@ async fn backends_that_cannot_answer_are_unavailable_never_accepted() {
         )))
         .unwrap();
         let started = Instant::now();
-        let answer = authenticator
-            .verify(client(), &credentials("alice", ALICE_PASSWORD))
-            .await;
+        let answer = verify(&authenticator, client(), "alice", ALICE_PASSWORD).await;
         assert!(
             matches!(&answer, Verification::Unavailable { reason } if !reason.contains(ALICE_PASSWORD)),
             "{backend} at {address}: {answer:?}"
@@ -452,9 +413,7 @@ async fn backends_that_cannot_answer_are_unavailable_never_accepted() {
             "the timeout bounds the wait"
         );
         // Nothing was cached: asking again asks again, and is still unavailable.
-        let again = authenticator
-            .verify(client(), &credentials("alice", ALICE_PASSWORD))
-            .await;
+        let again = verify(&authenticator, client(), "alice", ALICE_PASSWORD).await;
         assert!(
             matches!(again, Verification::Unavailable { .. }),
             "{again:?}"
@@ -469,9 +428,7 @@ async fn successes_are_cached_only_when_configured_and_only_successes() {
     let uncached = smtp_authenticator(&server, "");
     for _ in 0..2 {
         assert_eq!(
-            uncached
-                .verify(client(), &credentials("alice", ALICE_PASSWORD))
-                .await,
+            verify(&uncached, client(), "alice", ALICE_PASSWORD).await,
             Verification::Accepted
         );
     }
@@ -484,9 +441,7 @@ async fn successes_are_cached_only_when_configured_and_only_successes() {
     let cached = smtp_authenticator(&server, "cache_ttl = \"3s\"");
     for _ in 0..3 {
         assert_eq!(
-            cached
-                .verify(client(), &credentials("alice", ALICE_PASSWORD))
-                .await,
+            verify(&cached, client(), "alice", ALICE_PASSWORD).await,
             Verification::Accepted
         );
     }
@@ -494,18 +449,14 @@ async fn successes_are_cached_only_when_configured_and_only_successes() {
     // A wrong password is no cache hit, and its failure is not cached either.
     for _ in 0..2 {
         assert_eq!(
-            cached
-                .verify(client(), &credentials("alice", "wrong"))
-                .await,
+            verify(&cached, client(), "alice", "wrong").await,
             Verification::Rejected
         );
     }
     assert_eq!(server.auth_attempts(), 5);
     tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(
-        cached
-            .verify(client(), &credentials("alice", ALICE_PASSWORD))
-            .await,
+        verify(&cached, client(), "alice", ALICE_PASSWORD).await,
         Verification::Accepted
     );
     assert_eq!(server.auth_attempts(), 6, "expired entries ask again");
@@ -523,9 +474,7 @@ async fn failures_slow_down_then_refuse_per_client_and_per_user() {
     let mut took = Vec::new();
     for _ in 0..4 {
         let started = Instant::now();
-        let answer = authenticator
-            .verify(attacker, &credentials("alice", "guess"))
-            .await;
+        let answer = verify(&authenticator, attacker, "alice", "guess").await;
         took.push(started.elapsed());
         assert_eq!(answer, Verification::Rejected);
     }
@@ -539,9 +488,7 @@ async fn failures_slow_down_then_refuse_per_client_and_per_user() {
     // Beyond max_failures this client is refused without asking, even with
     // the right password, for any user.
     for user in ["alice", "carol"] {
-        let answer = authenticator
-            .verify(attacker, &credentials(user, ALICE_PASSWORD))
-            .await;
+        let answer = verify(&authenticator, attacker, user, ALICE_PASSWORD).await;
         assert!(
             matches!(answer, Verification::Throttled { retry_after } if retry_after > Duration::ZERO),
             "{user}: {answer:?}"
@@ -556,9 +503,7 @@ async fn failures_slow_down_then_refuse_per_client_and_per_user() {
     // is checked (the user is under attack, so its checks are spaced out).
     let other: IpAddr = "127.0.0.10".parse().unwrap();
     let started = Instant::now();
-    let answer = authenticator
-        .verify(other, &credentials("alice", ALICE_PASSWORD))
-        .await;
+    let answer = verify(&authenticator, other, "alice", ALICE_PASSWORD).await;
     assert_eq!(answer, Verification::Accepted);
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -568,9 +513,7 @@ async fn failures_slow_down_then_refuse_per_client_and_per_user() {
     assert_eq!(server.auth_attempts(), 5);
 
     // Another user from another address is not affected.
-    let answer = authenticator
-        .verify(other, &credentials("ALICE2", "x"))
-        .await;
+    let answer = verify(&authenticator, other, "ALICE2", "x").await;
     assert_eq!(answer, Verification::Rejected);
     assert_eq!(server.auth_attempts(), 6);
 }
@@ -651,9 +594,7 @@ async fn imap_no_with_unavailable_code_is_unavailable_not_rejected() {
         "backend = \"imap\"\nserver = \"{address}\"\ntimeout = \"2s\""
     )))
     .unwrap();
-    let answer = authenticator
-        .verify(client(), &credentials("alice", ALICE_PASSWORD))
-        .await;
+    let answer = verify(&authenticator, client(), "alice", ALICE_PASSWORD).await;
     assert!(
         matches!(&answer, Verification::Unavailable { reason } if reason.contains("UNAVAILABLE")),
         "{answer:?}"
@@ -747,9 +688,7 @@ async fn scripted_answer(
         server.address
     )))
     .unwrap();
-    let answer = authenticator
-        .verify(client(), &credentials("alice", "pw"))
-        .await;
+    let answer = verify(&authenticator, client(), "alice", "pw").await;
     (answer, server)
 }
 
