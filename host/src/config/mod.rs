@@ -10,10 +10,14 @@
 //!   supplies).
 //! - `coherence`: settings that together cannot work or open the relay.
 //! - `source`: the file plus command-line overrides, kept for reloads.
+//! - `docs_agree` (tests): the README's configuration block and
+//!   `dist/relaygate.example.toml` hold to the typed definition.
 //!
 //! This module holds the runtime types.
 
 mod coherence;
+#[cfg(test)]
+mod docs_agree;
 pub mod file;
 mod load;
 mod policy_table;
