@@ -1,8 +1,8 @@
 //! Configuration: the TOML file (unknown keys refused) turned into one
 //! validated [`Config`], or a list of problems each naming its key.
 //!
-//! - [`file`]: the one typed definition of the file: every key, its default
-//!   and its doc.
+//! - [`file`](mod@file): the one typed definition of the file: every key,
+//!   its default and its doc.
 //! - `validate`: the parsed file turned into a [`Config`], every problem
 //!   collected.
 //! - `load`: reading the file, and the checks that touch the filesystem
