@@ -222,11 +222,14 @@ fn unusable_certificate_files_are_refused_naming_the_key() {
     std::fs::write(&garbage, "not a certificate\n").unwrap();
     let certs = TestCerts::generate(&["localhost"]).unwrap();
     let with = |cert: &Path, key: &Path| {
-        Config::parse(&format!(
-            "[tls]\ncert = {}\nkey = {}\n",
-            toml_path(cert),
-            toml_path(key)
-        ))
+        Config::parse_with(
+            &format!(
+                "[tls]\ncert = {}\nkey = {}\n",
+                toml_path(cert),
+                toml_path(key)
+            ),
+            &relaygate::tls::check,
+        )
         .err()
         .map(|e| e.problems.join("\n"))
     };

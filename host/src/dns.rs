@@ -14,7 +14,7 @@
 //! lookups of loopback addresses itself ("localhost", RFC 6761), while a
 //! relay list must see what the configured servers say.
 
-use crate::config::DnsConfig;
+use crate::config::{CLIENT_NAME_TIMEOUT, DnsConfig};
 use crate::net::canonical;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -36,9 +36,6 @@ const MIN_TTL: Duration = Duration::from_secs(5);
 const MAX_TTL: Duration = Duration::from_secs(3600);
 /// How long "no such name" is cached.
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
-/// Default of `[dns] client_name_timeout`: the longest a forward-confirmed
-/// name lookup (the PTR query and the forward queries after it) may take.
-pub const CLIENT_NAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// PTR names of one address whose forward lookups are tried; any further
 /// names are ignored (a real host has one, rarely a few).
 pub const MAX_CONFIRMED_NAMES: usize = 10;

@@ -23,7 +23,11 @@
 //! [`state`] (key-value state for stateful policies, in-process or Redis),
 //! [`tls`] (STARTTLS towards clients).
 //!
-//! [`config`] turns the TOML file into one validated [`config::Config`];
+//! [`config`] turns the TOML file into one validated [`config::Config`]
+//! ([`config::file`] is the one typed definition of every key with its
+//! default and doc; `config/validate.rs` checks it; `config/load.rs` reads
+//! it and checks the files it names, the `[tls]` certificate through the
+//! check its caller supplies, [`tls::check`]);
 //! [`app`] assembles a running proxy from it. [`reload`] swaps a new policy
 //! in (triggered by SIGHUP, [`watch`] or the [`admin`] endpoint) while
 //! sessions in progress keep the one they started with; [`metrics`] counts

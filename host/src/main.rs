@@ -56,7 +56,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
     {
         return policy_test_status(commands::policy_test(file, cases).await);
     }
-    let config = match source.load() {
+    let config = match source.load(&relaygate::tls::check) {
         Ok(config) => config,
         Err(e) => return config_error(&e),
     };

@@ -158,7 +158,10 @@ impl Reloader {
 
     async fn try_reload(&self) -> Result<Arc<LoadedPolicy>, String> {
         let config = match &self.source.path {
-            Some(_) => self.source.load().map_err(|e| e.to_string())?,
+            Some(_) => self
+                .source
+                .load(&crate::tls::check)
+                .map_err(|e| e.to_string())?,
             None => self.lock_running().clone(),
         };
         for problem in config.unworkable() {

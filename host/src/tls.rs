@@ -52,6 +52,12 @@ pub fn acceptor(config: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
+/// The [`crate::config::CertificateCheck`] a serving proxy validates its
+/// config with: [`acceptor`] can be built from `[tls]`.
+pub fn check(config: &TlsConfig) -> anyhow::Result<()> {
+    acceptor(config).map(drop)
+}
+
 /// Upgrade `stream` to TLS within `timeout`.
 pub async fn handshake<S>(
     acceptor: &TlsAcceptor,

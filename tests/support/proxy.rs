@@ -60,7 +60,7 @@ impl TestProxy {
             ..ConfigSource::default()
         };
         let config = source
-            .load()
+            .load(&relaygate::tls::check)
             .map_err(|e| anyhow::anyhow!("test config refused:\n{e}"))?;
         Self::launch(source, config).await
     }

@@ -2,7 +2,7 @@
 //! default) plus command-line overrides. Kept so that a reload reads the
 //! file again and applies the same overrides.
 
-use super::{BUILTIN_APPLE_RELAY, Config, ConfigError, ModuleSource};
+use super::{BUILTIN_APPLE_RELAY, CertificateCheck, Config, ConfigError, ModuleSource};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -20,13 +20,14 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
-    /// Read the file (or take the embedded default) and apply the overrides.
+    /// Read the file (or take the embedded default) and apply the overrides;
+    /// `check` judges a `[tls]` certificate and key (`relaygate::tls::check`).
     /// Combinations that cannot work are the caller's to judge
     /// ([`Config::unworkable`]): `relaygate check` refuses them, a serving
     /// proxy says so loudly and serves the clients it still can.
-    pub fn load(&self) -> Result<Config, ConfigError> {
+    pub fn load(&self, check: &CertificateCheck) -> Result<Config, ConfigError> {
         let mut config = match &self.path {
-            Some(path) => Config::load(path)?,
+            Some(path) => Config::load(path, check)?,
             None => Config::embedded_default(),
         };
         if !self.listen.is_empty() {

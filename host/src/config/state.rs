@@ -36,15 +36,9 @@ pub struct StateConfig {
 }
 
 impl Default for StateConfig {
+    /// The defaults of `[state]` (the typed definition's).
     fn default() -> Self {
-        Self {
-            backend: StateBackendKind::Memory,
-            timeout: Duration::from_millis(500),
-            prefix: "relaygate:".to_string(),
-            max_key_size: 256,
-            max_value_size: 4096,
-            max_entries: 100_000,
-        }
+        from_section(StateSection::default(), &mut Vec::new())
     }
 }
 
@@ -53,11 +47,7 @@ const MAX_VALUE_SIZE_LIMIT: usize = 1 << 20;
 
 /// Build [`StateConfig`] from the file's `[state]`, adding any problems.
 pub(super) fn from_section(section: StateSection, problems: &mut Vec<String>) -> StateConfig {
-    let defaults = StateConfig::default();
-    let backend = match (
-        section.backend.unwrap_or(StateBackendName::Memory),
-        section.url,
-    ) {
+    let backend = match (section.backend, section.url) {
         (StateBackendName::Memory, None) => StateBackendKind::Memory,
         (StateBackendName::Memory, Some(_)) => {
             problems.push("state.url: only used with backend = \"redis\"".to_string());
@@ -83,36 +73,30 @@ pub(super) fn from_section(section: StateSection, problems: &mut Vec<String>) ->
             StateBackendKind::Redis { url }
         }
     };
-    let timeout = section.timeout.unwrap_or(defaults.timeout);
-    if timeout < Duration::from_millis(1) {
+    if section.timeout < Duration::from_millis(1) {
         problems.push("state.timeout: must be at least 1ms".to_string());
     }
-    let mut positive = |key: &str, value: Option<usize>, default: usize| {
-        let value = value.unwrap_or(default);
+    for (key, value) in [
+        ("max_key_size", section.max_key_size),
+        ("max_value_size", section.max_value_size),
+        ("max_entries", section.max_entries),
+    ] {
         if value == 0 {
             problems.push(format!("state.{key}: must be greater than 0"));
         }
-        value
-    };
-    let max_key_size = positive("max_key_size", section.max_key_size, defaults.max_key_size);
-    let max_value_size = positive(
-        "max_value_size",
-        section.max_value_size,
-        defaults.max_value_size,
-    );
-    let max_entries = positive("max_entries", section.max_entries, defaults.max_entries);
-    if max_value_size > MAX_VALUE_SIZE_LIMIT {
+    }
+    if section.max_value_size > MAX_VALUE_SIZE_LIMIT {
         problems.push(format!(
             "state.max_value_size: at most {MAX_VALUE_SIZE_LIMIT} bytes"
         ));
     }
     StateConfig {
         backend,
-        timeout,
-        prefix: section.prefix.unwrap_or(defaults.prefix),
-        max_key_size,
-        max_value_size,
-        max_entries,
+        timeout: section.timeout,
+        prefix: section.prefix,
+        max_key_size: section.max_key_size,
+        max_value_size: section.max_value_size,
+        max_entries: section.max_entries,
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub const MAX_COMMAND_LINE: usize = 12_288;
 /// How long a flush may take unless [`ClientConnection::with_write_timeout`]
 /// says otherwise: the default `command_timeout`.
-const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_WRITE_TIMEOUT: Duration = crate::config::DEFAULT_COMMAND_TIMEOUT;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
 

@@ -9,9 +9,6 @@
 use crate::net::canonical;
 use std::net::{IpAddr, Ipv6Addr};
 
-/// The IPv6 prefix one subscriber usually has, and the default grouping.
-pub const SUBSCRIBER_IPV6_PREFIX: u8 = 64;
-
 /// The key `ip` is counted under: an IPv4 address as it is, an IPv6 address
 /// with everything past its first `ipv6_prefix` bits cleared (`prefix`
 /// is clamped to 0..=128; 128 counts each address alone).
