@@ -2,7 +2,7 @@
 //!
 //! An [`Authenticator`] is built from `[auth]` and answers one question per
 //! AUTH attempt: are these the user's POP/IMAP credentials? It asks one
-//! backend ([`imap`], [`pop3`], [`file`] or [`smtp`]), remembers successes
+//! backend ([`imap`], [`pop3`], [`file`](mod@file) or [`smtp`]), remembers successes
 //! for `cache_ttl` ([`cache`]), and reserves each attempt's place in the
 //! per-client and per-user counts before asking ([`limiter`]).
 //!
