@@ -146,13 +146,8 @@ fn toml_problem(text: &str, error: &toml::de::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::problems;
     use super::*;
-
-    fn problems(text: &str) -> Vec<String> {
-        Config::parse(text)
-            .expect_err("config should be refused")
-            .problems
-    }
 
     #[test]
     fn unknown_keys_are_named() {

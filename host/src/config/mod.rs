@@ -280,3 +280,11 @@ impl Config {
             .expect("the embedded default configuration is valid")
     }
 }
+
+/// The problems `Config::parse` reports for `text`, which must be refused.
+#[cfg(test)]
+fn problems(text: &str) -> Vec<String> {
+    Config::parse(text)
+        .expect_err("config should be refused")
+        .problems
+}

@@ -103,13 +103,8 @@ pub(super) fn from_section(section: StateSection, problems: &mut Vec<String>) ->
 #[cfg(test)]
 mod tests {
     use super::super::Config;
+    use super::super::problems;
     use super::*;
-
-    fn problems(text: &str) -> Vec<String> {
-        Config::parse(text)
-            .expect_err("config should be refused")
-            .problems
-    }
 
     #[test]
     fn memory_is_the_default() {

@@ -283,14 +283,9 @@ fn check_host_port(text: &str) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::problems;
     use super::super::{DEFAULT_LISTEN, DEFAULT_UPSTREAM, PolicyValue};
     use super::*;
-
-    fn problems(text: &str) -> Vec<String> {
-        Config::parse(text)
-            .expect_err("config should be refused")
-            .problems
-    }
 
     #[test]
     fn empty_file_gives_the_defaults() {
