@@ -6,6 +6,7 @@
 //! tested with plain values and reused offline by `relaygate policy test`.
 
 mod ehlo;
+pub mod offline;
 pub mod sasl;
 
 use crate::hook::{Decision, MessageSummary, Offer, PolicyContext, PolicyRequest};
