@@ -42,6 +42,7 @@ pub mod listener;
 pub mod metrics;
 pub mod net;
 pub mod policy;
+pub mod policy_test;
 pub mod reload;
 pub mod session;
 pub mod smtp;
