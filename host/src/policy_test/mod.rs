@@ -292,3 +292,6 @@ impl Runner {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
