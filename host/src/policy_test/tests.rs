@@ -7,8 +7,10 @@ use super::*;
 async fn lines(text: &str) -> Vec<String> {
     let file = cases::parse(text).unwrap();
     let mut runner = Runner::new(Path::new(crate::config::BUILTIN_APPLE_RELAY), &file).unwrap();
-    let mut report = Report::default();
-    report.cases = file.cases.len();
+    let mut report = Report {
+        cases: file.cases.len(),
+        ..Report::default()
+    };
     for (index, case) in file.cases.iter().enumerate() {
         runner
             .run_case(&file, case, case_id(index), &mut report)
