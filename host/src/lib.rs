@@ -11,7 +11,9 @@
 //!   with limits and timeouts ([`connection::client_io`]), feeding the
 //!   session and performing the actions it asks for.
 //! - [`session`]: the sans-IO SMTP state machine: (state, event) -> action;
-//!   [`session::sasl`] decodes AUTH PLAIN/LOGIN exchanges.
+//!   [`session::sasl`] decodes AUTH PLAIN/LOGIN exchanges;
+//!   [`session::offline`] drives a session with no sockets (a scripted
+//!   client, upstream and credentials, the real policy).
 //! - [`policy`]: the wasmtime host: loading, limits, hook calls, imports.
 //! - [`upstream`]: the SMTP client towards the existing mail server.
 //!
@@ -22,6 +24,11 @@
 //! SMTP, with brute-force limits), [`dns`] (lookups offered to policies),
 //! [`state`] (key-value state for stateful policies, in-process or Redis),
 //! [`tls`] (STARTTLS towards clients).
+//!
+//! [`policy_test`] is `relaygate policy test`: a cases file run through
+//! [`policy_test::offline`] (the sans-IO [`session`] driven to its end by a
+//! scripted client, upstream and credentials, asking the policy as the
+//! connection driver does) and the report of its checks.
 //!
 //! [`config`] turns the TOML file into one validated [`config::Config`]
 //! ([`config::file`] is the one typed definition of every key with its
@@ -46,6 +53,7 @@ pub mod listener;
 pub mod metrics;
 pub mod net;
 pub mod policy;
+pub mod policy_test;
 pub mod reload;
 pub mod session;
 pub mod smtp;

@@ -3,7 +3,6 @@
 mod admin_client;
 mod auth_hash;
 mod check;
-mod policy_cases;
 mod policy_check;
 mod policy_test;
 mod run;
@@ -12,5 +11,6 @@ pub use admin_client::admin_request;
 pub use auth_hash::auth_hash;
 pub use check::check;
 pub use policy_check::policy_check;
-pub use policy_test::{TestError, TestOutcome, policy_test};
+pub use policy_test::policy_test;
+pub use relaygate::policy_test::{TestError, TestOutcome};
 pub use run::run;

@@ -2,12 +2,12 @@
 //! WIT package and version it was built for, lists its imports and exports,
 //! says why it does not fit, and reports its size and compile time.
 
-use super::policy_test::read_module;
 use anyhow::{Context, bail};
 use relaygate::config::Config;
 use relaygate::policy::{
     LoadError, PolicyEngine, PolicyServices, WIT_PACKAGE, WIT_VERSION, semver_compatible,
 };
+use relaygate::policy_test::read_module;
 use std::collections::BTreeSet;
 use std::time::Instant;
 

@@ -3,7 +3,10 @@
 //! [`Session`] takes events (a parsed command, a policy answer, an upstream
 //! reply, the outcome of receiving a message) and returns the next
 //! [`Action`] for its driver to perform. It never touches a socket, so it is
-//! tested with plain values and reused offline by `relaygate policy test`.
+//! tested with plain values. Two drivers run it: the connection driver
+//! (`connection`) for real clients, and `policy_test::offline`, which
+//! `relaygate policy test` uses to play a case with a scripted client and
+//! upstream.
 
 mod ehlo;
 pub mod sasl;
