@@ -330,7 +330,7 @@ fn write_cases(body: &str) -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn policy_test_passes_the_whole_apple_decision_table() {
-    let cases = repo_file("policy-guest/cases.toml");
+    let cases = repo_file("policies/apple-relay/cases.toml");
     let out = run(&[
         "policy",
         "test",

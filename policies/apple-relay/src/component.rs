@@ -14,7 +14,7 @@ use crate::decision::{self, Client, Decision};
 // comments of their own; the WIT file documents them.
 #[allow(unsafe_code, missing_docs)]
 mod bindings {
-    wit_bindgen::generate!({ path: "../wit", world: "policy" });
+    wit_bindgen::generate!({ path: "../../wit", world: "policy" });
 
     use super::ApplePolicy;
     export!(ApplePolicy with_types_in self);
