@@ -1,9 +1,9 @@
 //! The `[policy.config]` table: reading it into [`Settings`], reporting every
 //! problem with the key it belongs to.
 //!
-//! The table is read through [`ConfigSource`], which the component glue
-//! implements with the host's `config` and `server` imports and tests
-//! implement with a map.
+//! The table is read through the kit's [`ConfigSource`] and the server's
+//! own networks through [`OwnNetworks`]; the component implements both with
+//! the host's `config` and `server` imports, tests with a map.
 
 use std::fmt::Write as _;
 
@@ -27,27 +27,10 @@ pub const KNOWN_KEYS: [&str; 4] = [
     LOCAL_DOMAINS_KEY,
 ];
 
-/// A configuration value, as the host hands it over (the WIT `config.value`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    /// A TOML string.
-    Text(String),
-    /// A TOML integer.
-    Integer(i64),
-    /// A TOML float.
-    Float(f64),
-    /// A TOML boolean.
-    Boolean(bool),
-    /// A TOML array, its elements in text form.
-    TextList(Vec<String>),
-}
+pub use kit::config::{ConfigSource, Value};
 
-/// Where the settings come from.
-pub trait ConfigSource {
-    /// Every key of the table.
-    fn keys(&self) -> Vec<String>;
-    /// The value of `key`, or none when the table does not have it.
-    fn get(&self, key: &str) -> Option<Value>;
+/// Where the server's own networks come from.
+pub trait OwnNetworks {
     /// The server's own networks in CIDR form, which a blank relay list holds.
     fn own_networks(&self) -> Vec<String>;
 }
@@ -70,7 +53,7 @@ pub struct Settings {
 impl Settings {
     /// Reads and checks the configuration. The error lists every problem,
     /// one line each, starting with the key it concerns.
-    pub fn parse(source: &impl ConfigSource) -> Result<Self, Vec<String>> {
+    pub fn parse(source: &(impl ConfigSource + OwnNetworks)) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
         for key in source.keys() {
             if !KNOWN_KEYS.contains(&key.as_str()) {
@@ -328,6 +311,9 @@ pub(crate) mod tests {
         fn get(&self, key: &str) -> Option<Value> {
             self.values.get(key).cloned()
         }
+    }
+
+    impl OwnNetworks for Table {
         fn own_networks(&self) -> Vec<String> {
             self.own_networks.clone()
         }

@@ -10,28 +10,19 @@
 //! several proxies sharing one Redis server count together, and no clock is
 //! needed.
 //!
-//! `component` (wasm32 only) adapts the WIT imports to [`kit::store::Store`]
-//! and [`kit::config::ConfigSource`].
-
-pub use relaygate_policy_kit as kit;
+//! [`RateLimit`] is the policy as the kit's component glue sees it;
+//! `component` (wasm32 only) expands that glue.
 
 use kit::config::{ConfigSource, Reader};
 use kit::net::{self, IpNetwork};
 use kit::reply::{Outcome, check_reply};
+use kit::settings::{ClientPrefixes, LocalDomains, OnStateError};
+use kit::stateful::{Level, LogLine, StatefulPolicy, Transaction};
 use kit::store::{Store, StoreError};
 use std::net::IpAddr;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
-
-/// What to do when the state store fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnStateError {
-    /// 451 4.3.0 (fail closed, the default).
-    Tempfail,
-    /// Let the recipient through uncounted (fail open).
-    Accept,
-}
 
 /// The `[policy.config]` of the rate-limit policy, validated.
 #[derive(Debug, Clone)]
@@ -44,10 +35,8 @@ pub struct Settings {
     pub max_per_sender: i64,
     /// Recipients per client network per window; 0: no limit.
     pub max_per_network: i64,
-    /// Prefix length of an IPv4 client's network.
-    pub client_prefix_v4: u8,
-    /// Prefix length of an IPv6 client's network.
-    pub client_prefix_v6: u8,
+    /// How much of the client's address names its network.
+    pub client_prefixes: ClientPrefixes,
     /// Clients that are never counted.
     pub exempt_networks: Vec<IpNetwork>,
     /// The reply's code (4xx: tempfail, 5xx: reject).
@@ -60,7 +49,7 @@ pub struct Settings {
     pub on_state_error: OnStateError,
     /// When set, recipients outside these domains are refused (554 5.7.1)
     /// unless the client is exempt or authenticated.
-    pub local_domains: Vec<String>,
+    pub local_domains: LocalDomains,
 }
 
 impl Settings {
@@ -77,8 +66,7 @@ impl Settings {
                 "every limit is 0 (off): set at least one of max_per_user, max_per_sender, max_per_network",
             );
         }
-        let client_prefix_v4 = reader.integer("client_prefix_v4", 24, 8, 32);
-        let client_prefix_v6 = reader.integer("client_prefix_v6", 64, 16, 128);
+        let client_prefixes = ClientPrefixes::read(&mut reader);
         let exempt_networks = reader.networks("exempt_networks");
         let reply_code = reader.integer("reply_code", 451, 400, 599);
         let reply_status = reader.text(
@@ -89,23 +77,15 @@ impl Settings {
         if let Err(why) = check_reply(reply_code, &reply_status, &reply_text) {
             reader.problem("reply_code", why);
         }
-        let on_state_error = match reader.choice("on_state_error", &["tempfail", "accept"]) {
-            "accept" => OnStateError::Accept,
-            _ => OnStateError::Tempfail,
-        };
-        let local_domains = reader
-            .text_list("local_domains")
-            .iter()
-            .map(|d| d.trim().trim_end_matches('.').to_lowercase())
-            .collect();
+        let on_state_error = OnStateError::read(&mut reader);
+        let local_domains = LocalDomains::read(&mut reader);
         reader.finish()?;
         Ok(Self {
             window_secs: window_secs as u64,
             max_per_user,
             max_per_sender,
             max_per_network,
-            client_prefix_v4: client_prefix_v4 as u8,
-            client_prefix_v6: client_prefix_v6 as u8,
+            client_prefixes,
             exempt_networks,
             reply_code: reply_code as u16,
             reply_status,
@@ -129,21 +109,14 @@ impl Settings {
             self.window_secs,
             limit(self.max_per_user),
             limit(self.max_per_sender),
-            self.client_prefix_v4,
-            self.client_prefix_v6,
+            self.client_prefixes.v4,
+            self.client_prefixes.v6,
             limit(self.max_per_network),
             self.exempt_networks.len(),
             self.reply_code,
             self.reply_status,
-            match self.on_state_error {
-                OnStateError::Tempfail => "tempfail",
-                OnStateError::Accept => "accept",
-            },
-            if self.local_domains.is_empty() {
-                ", relaying left to the upstream".to_string()
-            } else {
-                format!(", relay only to {} local domains", self.local_domains.len())
-            },
+            self.on_state_error.name(),
+            self.local_domains.summary(),
         )
     }
 
@@ -200,14 +173,8 @@ pub fn rcpt_to(
     let exempt = sender
         .ip
         .is_some_and(|ip| net::contains(&settings.exempt_networks, ip));
-    if !settings.local_domains.is_empty() && !exempt && sender.auth_user.is_none() {
-        let local = net::domain_of(recipient).is_some_and(|d| settings.local_domains.contains(&d));
-        if !local {
-            return (
-                Outcome::refuse(554, "5.7.1", "Relay access denied"),
-                Reason::NotLocal,
-            );
-        }
+    if !exempt && sender.auth_user.is_none() && settings.local_domains.refuses_relay_to(recipient) {
+        return (LocalDomains::relay_denied(), Reason::NotLocal);
     }
     if exempt {
         return (Outcome::Accept, Reason::Exempt);
@@ -222,13 +189,59 @@ pub fn rcpt_to(
             ),
             Reason::Over(counter, reached),
         ),
-        Err(error) => {
-            let outcome = match settings.on_state_error {
-                OnStateError::Tempfail => Outcome::state_failure(),
-                OnStateError::Accept => Outcome::Accept,
-            };
-            (outcome, Reason::StoreFailed(error))
-        }
+        Err(error) => (
+            settings.on_state_error.outcome(),
+            Reason::StoreFailed(error),
+        ),
+    }
+}
+
+/// The rate-limit policy, for the kit's component glue.
+pub struct RateLimit;
+
+impl StatefulPolicy for RateLimit {
+    const NAME: &'static str = "rate-limit";
+    type Settings = Settings;
+
+    fn parse(source: &dyn ConfigSource) -> Result<Settings, Vec<String>> {
+        Settings::parse(source)
+    }
+
+    fn summary(settings: &Settings) -> String {
+        settings.summary()
+    }
+
+    fn is_open_relay(settings: &Settings) -> bool {
+        settings.is_open_relay()
+    }
+
+    fn rcpt_to(
+        settings: &Settings,
+        store: &dyn Store,
+        transaction: &Transaction<'_>,
+        recipient: &str,
+    ) -> (Outcome, LogLine) {
+        let sender = Sender {
+            ip: transaction.ip,
+            auth_user: transaction.auth_user,
+            address: transaction.sender,
+        };
+        let (outcome, reason) = rcpt_to(settings, store, &sender, recipient);
+        let line = match &reason {
+            Reason::StoreFailed(error) => LogLine::new(
+                Level::Warn,
+                format!("rate-limit state failed ({error}); answering per on_state_error"),
+            ),
+            Reason::Over(counter, reached) => LogLine::new(
+                Level::Warn,
+                format!(
+                    "rate limit: {counter:?} counter at {reached} (client {}, user {:?}, sender <{}>)",
+                    transaction.client_ip, sender.auth_user, sender.address
+                ),
+            ),
+            _ => LogLine::new(Level::Debug, format!("rate limit: {reason:?}")),
+        };
+        (outcome, line)
     }
 }
 
@@ -257,10 +270,7 @@ fn count(
         ));
     }
     if settings.max_per_network > 0 {
-        let network = sender.ip.map_or_else(
-            || "unknown".to_string(),
-            |ip| net::client_network(ip, settings.client_prefix_v4, settings.client_prefix_v6),
-        );
+        let network = settings.client_prefixes.network_of(sender.ip);
         counters.push((
             Counter::Network,
             kit::state_key("net", &network),
@@ -449,6 +459,31 @@ mod tests {
         ));
         let open = settings(vec![("on_state_error", Value::Text("accept".into()))]);
         assert!(rcpt_to(&open, &store, &who, "r@y.com").0.is_accept());
+    }
+
+    #[test]
+    fn the_component_logs_each_answer() {
+        let settings = settings(vec![]);
+        let store = MemoryStore::new();
+        let transaction = Transaction {
+            client_ip: "192.0.2.7",
+            ip: Some("192.0.2.7".parse().unwrap()),
+            auth_user: Some("joe"),
+            sender: "a@x.org",
+        };
+        let ask = || RateLimit::rcpt_to(&settings, &store, &transaction, "r@y.com");
+        for _ in 0..3 {
+            assert_eq!(ask().1, LogLine::new(Level::Debug, "rate limit: Within"));
+        }
+        let (outcome, line) = ask();
+        assert!(!outcome.is_accept());
+        assert_eq!(
+            line,
+            LogLine::new(
+                Level::Warn,
+                "rate limit: User counter at 4 (client 192.0.2.7, user Some(\"joe\"), sender <a@x.org>)"
+            )
+        );
     }
 
     #[test]

@@ -1,18 +1,25 @@
-//! Helpers shared by relaygate's stateful policies (`policies/greylist`,
-//! `policies/rate-limit`). Everything here is plain Rust, tested natively;
-//! each policy's `component.rs` adapts the WIT imports to these traits.
+//! The guest-side kit every Rust policy builds on (the default policy in
+//! `policies/apple-relay`, and `policies/submission`, `greylist` and
+//! `rate-limit`). Policies depend on it under the name `kit`. Everything
+//! but the [`glue`] macros is plain Rust, tested natively.
 //!
-//! - [`config`]: reading `[policy.config]` with every problem named by key.
+//! - [`config`]: the `[policy.config]` value, where it comes from, and
+//!   reading it with every problem named by key.
 //! - [`net`]: client networks (/24, /64) and network lists.
+//! - [`settings`]: settings the stateful policies share (client prefixes,
+//!   local domains, the answer to a store failure).
 //! - [`store`]: the host's `state` interface as a trait, and an in-memory
 //!   store with a hand-driven clock for tests.
 //! - [`reply`]: what a hook answers.
-//! - [`glue`]: [`stateful_host_glue!`], the WIT glue each policy expands.
+//! - [`stateful`]: what a stateful policy tells the component glue.
+//! - [`glue`]: the WIT glue, as macros each policy's `component.rs` expands.
 
 pub mod config;
 pub mod glue;
 pub mod net;
 pub mod reply;
+pub mod settings;
+pub mod stateful;
 pub mod store;
 
 use sha2::{Digest, Sha256};
