@@ -160,9 +160,7 @@ macro_rules! stateful_component {
             std::sync::OnceLock::new();
 
         fn settings() -> &'static Result<Settings, Vec<String>> {
-            SETTINGS.get_or_init(|| {
-                <$policy as $crate::stateful::StatefulPolicy>::parse(&Host)
-            })
+            SETTINGS.get_or_init(|| <Settings as $crate::stateful::PolicySettings>::parse(&Host))
         }
 
         fn log(level: $crate::stateful::Level, message: &str) {
@@ -185,12 +183,12 @@ macro_rules! stateful_component {
                 bindings::exports::relaygate::policy::hooks::PolicyInfo,
                 Vec<String>,
             > {
-                use $crate::stateful::StatefulPolicy;
+                use $crate::stateful::{PolicySettings, StatefulPolicy};
                 let settings = settings().as_ref().map_err(Clone::clone)?;
                 Ok(bindings::exports::relaygate::policy::hooks::PolicyInfo {
                     name: <$policy>::NAME.to_owned(),
-                    summary: <$policy>::summary(settings),
-                    open_relay: <$policy>::is_open_relay(settings),
+                    summary: settings.summary(),
+                    open_relay: settings.is_open_relay(),
                     needs_client_name: false,
                 })
             }
@@ -253,12 +251,11 @@ macro_rules! stateful_component {
                         return verdict($crate::reply::Outcome::state_failure());
                     }
                 };
-                let transaction = Transaction {
-                    client_ip: &session.client_ip,
-                    ip: session.client_ip.parse().ok(),
-                    auth_user: session.auth_user.as_deref(),
-                    sender: session.sender.as_deref().unwrap_or_default(),
-                };
+                let transaction = Transaction::new(
+                    &session.client_ip,
+                    session.auth_user.as_deref(),
+                    session.sender.as_deref().unwrap_or_default(),
+                );
                 let (outcome, line) =
                     <$policy>::rcpt_to(settings, &Host, &transaction, &recipient);
                 log(line.level, &line.message);

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use crate::config::ConfigSource;
 use crate::reply::Outcome;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The session as a stateful policy sees it at RCPT TO.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +19,18 @@ pub struct Transaction<'a> {
     pub auth_user: Option<&'a str>,
     /// The reverse path ("" for the null sender).
     pub sender: &'a str,
+}
+
+impl<'a> Transaction<'a> {
+    /// A transaction from the host's view of the session.
+    pub fn new(client_ip: &'a str, auth_user: Option<&'a str>, sender: &'a str) -> Self {
+        Self {
+            client_ip,
+            ip: client_ip.parse().ok(),
+            auth_user,
+            sender,
+        }
+    }
 }
 
 /// How loud a [`LogLine`] is (the WIT `log.level`s a policy uses).
@@ -51,6 +63,25 @@ impl LogLine {
             message: message.into(),
         }
     }
+
+    /// The warning that `what` (e.g. "greylisting") lost its state store and
+    /// answered as `on_state_error` says.
+    pub fn state_failed(what: &str, error: &StoreError) -> Self {
+        Self::new(
+            Level::Warn,
+            format!("{what} state failed ({error}); answering per on_state_error"),
+        )
+    }
+}
+
+/// The validated `[policy.config]` of a stateful policy.
+pub trait PolicySettings: Sized + Send + Sync + 'static {
+    /// Reads and checks the configuration; every problem names its key.
+    fn parse(source: &dyn ConfigSource) -> Result<Self, Vec<String>>;
+    /// One line for the admin.
+    fn summary(&self) -> String;
+    /// Whether, as configured, any client may relay to any domain.
+    fn is_open_relay(&self) -> bool;
 }
 
 /// A policy of the `stateful-policy` world that decides at RCPT TO and
@@ -58,14 +89,8 @@ impl LogLine {
 pub trait StatefulPolicy {
     /// Its name in `policy-info`.
     const NAME: &'static str;
-    /// Its validated `[policy.config]`.
-    type Settings: Send + Sync + 'static;
-    /// Reads and checks the configuration; every problem names its key.
-    fn parse(source: &dyn ConfigSource) -> Result<Self::Settings, Vec<String>>;
-    /// One line for the admin.
-    fn summary(settings: &Self::Settings) -> String;
-    /// Whether, as configured, any client may relay to any domain.
-    fn is_open_relay(settings: &Self::Settings) -> bool;
+    /// Its settings.
+    type Settings: PolicySettings;
     /// Decides one recipient, with the line to log about it.
     fn rcpt_to(
         settings: &Self::Settings,

@@ -20,7 +20,7 @@ use kit::config::{ConfigSource, Reader};
 use kit::net;
 use kit::reply::{Outcome, check_reply};
 use kit::settings::{ClientPrefixes, LocalDomains, OnStateError};
-use kit::stateful::{Level, LogLine, StatefulPolicy, Transaction};
+use kit::stateful::{Level, LogLine, PolicySettings, StatefulPolicy, Transaction};
 use kit::store::{Store, StoreError};
 use std::net::IpAddr;
 
@@ -51,9 +51,9 @@ pub struct Settings {
     pub local_domains: LocalDomains,
 }
 
-impl Settings {
+impl PolicySettings for Settings {
     /// Read and check the configuration; every problem names its key.
-    pub fn parse(source: &dyn ConfigSource) -> Result<Self, Vec<String>> {
+    fn parse(source: &dyn ConfigSource) -> Result<Self, Vec<String>> {
         const DAY: i64 = 24 * 3600;
         let mut reader = Reader::new(source);
         let delay_secs = reader.integer("delay_secs", 300, 1, DAY);
@@ -92,7 +92,7 @@ impl Settings {
     }
 
     /// One line for the admin.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         format!(
             "greylisting (client /{}, /{}): delay {}s, retry window {}s, expiry {}s, {} known-good networks{}, state errors {}{}",
             self.client_prefixes.v4,
@@ -112,7 +112,7 @@ impl Settings {
     }
 
     /// Whether, as configured, any client may relay to any domain.
-    pub fn is_open_relay(&self) -> bool {
+    fn is_open_relay(&self) -> bool {
         self.local_domains.is_empty()
     }
 }
@@ -186,18 +186,6 @@ impl StatefulPolicy for Greylist {
     const NAME: &'static str = "greylist";
     type Settings = Settings;
 
-    fn parse(source: &dyn ConfigSource) -> Result<Settings, Vec<String>> {
-        Settings::parse(source)
-    }
-
-    fn summary(settings: &Settings) -> String {
-        settings.summary()
-    }
-
-    fn is_open_relay(settings: &Settings) -> bool {
-        settings.is_open_relay()
-    }
-
     fn rcpt_to(
         settings: &Settings,
         store: &dyn Store,
@@ -211,10 +199,7 @@ impl StatefulPolicy for Greylist {
         let sender = transaction.sender;
         let (outcome, reason) = rcpt_to(settings, store, &client, sender, recipient);
         let line = match &reason {
-            Reason::StoreFailed(error) => LogLine::new(
-                Level::Warn,
-                format!("greylisting state failed ({error}); answering per on_state_error"),
-            ),
+            Reason::StoreFailed(error) => LogLine::state_failed("greylisting", error),
             Reason::New | Reason::TooEarly => LogLine::new(
                 Level::Info,
                 format!(
@@ -407,12 +392,7 @@ mod tests {
     fn the_component_logs_each_answer() {
         let settings = settings(vec![]);
         let store = MemoryStore::new();
-        let transaction = Transaction {
-            client_ip: "192.0.2.10",
-            ip: Some("192.0.2.10".parse().unwrap()),
-            auth_user: None,
-            sender: "a@x.org",
-        };
+        let transaction = Transaction::new("192.0.2.10", None, "a@x.org");
         let ask = || Greylist::rcpt_to(&settings, &store, &transaction, "b@y.com");
         let (outcome, line) = ask();
         assert!(!outcome.is_accept());

@@ -17,9 +17,8 @@ use kit::config::{ConfigSource, Reader};
 use kit::net::{self, IpNetwork};
 use kit::reply::{Outcome, check_reply};
 use kit::settings::{ClientPrefixes, LocalDomains, OnStateError};
-use kit::stateful::{Level, LogLine, StatefulPolicy, Transaction};
+use kit::stateful::{Level, LogLine, PolicySettings, StatefulPolicy, Transaction};
 use kit::store::{Store, StoreError};
-use std::net::IpAddr;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
@@ -52,9 +51,9 @@ pub struct Settings {
     pub local_domains: LocalDomains,
 }
 
-impl Settings {
+impl PolicySettings for Settings {
     /// Read and check the configuration; every problem names its key.
-    pub fn parse(source: &dyn ConfigSource) -> Result<Self, Vec<String>> {
+    fn parse(source: &dyn ConfigSource) -> Result<Self, Vec<String>> {
         let mut reader = Reader::new(source);
         let window_secs = reader.integer("window_secs", 3600, 1, 7 * 24 * 3600);
         let max_per_user = reader.integer("max_per_user", 500, 0, i64::from(u32::MAX));
@@ -96,7 +95,7 @@ impl Settings {
     }
 
     /// One line for the admin.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         let limit = |n: i64| {
             if n == 0 {
                 "off".to_string()
@@ -121,20 +120,9 @@ impl Settings {
     }
 
     /// Whether, as configured, any client may relay to any domain.
-    pub fn is_open_relay(&self) -> bool {
+    fn is_open_relay(&self) -> bool {
         self.local_domains.is_empty()
     }
-}
-
-/// The client and transaction as the rcpt-to hook sees them.
-#[derive(Debug, Clone)]
-pub struct Sender<'a> {
-    /// The client's address.
-    pub ip: Option<IpAddr>,
-    /// Its authenticated identity.
-    pub auth_user: Option<&'a str>,
-    /// The reverse path ("" for the null sender).
-    pub address: &'a str,
 }
 
 /// Which counter, for the policy's log.
@@ -167,19 +155,22 @@ pub enum Reason {
 pub fn rcpt_to(
     settings: &Settings,
     store: &dyn Store,
-    sender: &Sender<'_>,
+    transaction: &Transaction<'_>,
     recipient: &str,
 ) -> (Outcome, Reason) {
-    let exempt = sender
+    let exempt = transaction
         .ip
         .is_some_and(|ip| net::contains(&settings.exempt_networks, ip));
-    if !exempt && sender.auth_user.is_none() && settings.local_domains.refuses_relay_to(recipient) {
+    if !exempt
+        && transaction.auth_user.is_none()
+        && settings.local_domains.refuses_relay_to(recipient)
+    {
         return (LocalDomains::relay_denied(), Reason::NotLocal);
     }
     if exempt {
         return (Outcome::Accept, Reason::Exempt);
     }
-    match count(settings, store, sender) {
+    match count(settings, store, transaction) {
         Ok(None) => (Outcome::Accept, Reason::Within),
         Ok(Some((counter, reached))) => (
             Outcome::refuse(
@@ -203,40 +194,20 @@ impl StatefulPolicy for RateLimit {
     const NAME: &'static str = "rate-limit";
     type Settings = Settings;
 
-    fn parse(source: &dyn ConfigSource) -> Result<Settings, Vec<String>> {
-        Settings::parse(source)
-    }
-
-    fn summary(settings: &Settings) -> String {
-        settings.summary()
-    }
-
-    fn is_open_relay(settings: &Settings) -> bool {
-        settings.is_open_relay()
-    }
-
     fn rcpt_to(
         settings: &Settings,
         store: &dyn Store,
         transaction: &Transaction<'_>,
         recipient: &str,
     ) -> (Outcome, LogLine) {
-        let sender = Sender {
-            ip: transaction.ip,
-            auth_user: transaction.auth_user,
-            address: transaction.sender,
-        };
-        let (outcome, reason) = rcpt_to(settings, store, &sender, recipient);
+        let (outcome, reason) = rcpt_to(settings, store, transaction, recipient);
         let line = match &reason {
-            Reason::StoreFailed(error) => LogLine::new(
-                Level::Warn,
-                format!("rate-limit state failed ({error}); answering per on_state_error"),
-            ),
+            Reason::StoreFailed(error) => LogLine::state_failed("rate-limit", error),
             Reason::Over(counter, reached) => LogLine::new(
                 Level::Warn,
                 format!(
                     "rate limit: {counter:?} counter at {reached} (client {}, user {:?}, sender <{}>)",
-                    transaction.client_ip, sender.auth_user, sender.address
+                    transaction.client_ip, transaction.auth_user, transaction.sender
                 ),
             ),
             _ => LogLine::new(Level::Debug, format!("rate limit: {reason:?}")),
@@ -249,10 +220,10 @@ impl StatefulPolicy for RateLimit {
 fn count(
     settings: &Settings,
     store: &dyn Store,
-    sender: &Sender<'_>,
+    transaction: &Transaction<'_>,
 ) -> Result<Option<(Counter, i64)>, StoreError> {
     let mut counters = Vec::with_capacity(3);
-    if let Some(user) = sender.auth_user
+    if let Some(user) = transaction.auth_user
         && settings.max_per_user > 0
     {
         counters.push((
@@ -261,7 +232,7 @@ fn count(
             settings.max_per_user,
         ));
     }
-    let address = kit::normalise_address(sender.address);
+    let address = kit::normalise_address(transaction.sender);
     if !address.is_empty() && settings.max_per_sender > 0 {
         counters.push((
             Counter::Sender,
@@ -270,7 +241,7 @@ fn count(
         ));
     }
     if settings.max_per_network > 0 {
-        let network = settings.client_prefixes.network_of(sender.ip);
+        let network = settings.client_prefixes.network_of(transaction.ip);
         counters.push((
             Counter::Network,
             kit::state_key("net", &network),
@@ -308,12 +279,8 @@ mod tests {
         Settings::parse(&table).expect("valid settings")
     }
 
-    fn user(name: &'static str, address: &'static str) -> Sender<'static> {
-        Sender {
-            ip: Some("192.0.2.7".parse().unwrap()),
-            auth_user: Some(name),
-            address,
-        }
+    fn user(name: &'static str, address: &'static str) -> Transaction<'static> {
+        Transaction::new("192.0.2.7", Some(name), address)
     }
 
     #[test]
@@ -357,11 +324,8 @@ mod tests {
     fn senders_and_networks_are_counted_without_auth() {
         let settings = settings(vec![]);
         let store = MemoryStore::new();
-        let anonymous = |ip: &str, address: &'static str| Sender {
-            ip: Some(ip.parse().unwrap()),
-            auth_user: None,
-            address,
-        };
+        let anonymous =
+            |ip: &'static str, address: &'static str| Transaction::new(ip, None, address);
         for _ in 0..5 {
             assert!(
                 rcpt_to(
@@ -419,11 +383,7 @@ mod tests {
             ("reply_text", Value::Text("Sending limit reached".into())),
         ]);
         let store = MemoryStore::new();
-        let inside = Sender {
-            ip: Some("10.1.1.1".parse().unwrap()),
-            auth_user: None,
-            address: "s@x.org",
-        };
+        let inside = Transaction::new("10.1.1.1", None, "s@x.org");
         for _ in 0..5 {
             assert_eq!(
                 rcpt_to(&settings, &store, &inside, "r@y.com").1,
@@ -431,10 +391,7 @@ mod tests {
             );
         }
         assert!(store.keys().is_empty());
-        let outside = Sender {
-            ip: Some("192.0.2.1".parse().unwrap()),
-            ..inside
-        };
+        let outside = Transaction::new("192.0.2.1", None, "s@x.org");
         assert!(
             rcpt_to(&settings, &store, &outside, "r@y.com")
                 .0
@@ -465,12 +422,7 @@ mod tests {
     fn the_component_logs_each_answer() {
         let settings = settings(vec![]);
         let store = MemoryStore::new();
-        let transaction = Transaction {
-            client_ip: "192.0.2.7",
-            ip: Some("192.0.2.7".parse().unwrap()),
-            auth_user: Some("joe"),
-            sender: "a@x.org",
-        };
+        let transaction = user("joe", "a@x.org");
         let ask = || RateLimit::rcpt_to(&settings, &store, &transaction, "r@y.com");
         for _ in 0..3 {
             assert_eq!(ask().1, LogLine::new(Level::Debug, "rate limit: Within"));
