@@ -57,7 +57,7 @@ fn subjects() -> Vec<Subject> {
         label: "apple-relay (default)".to_string(),
         language: "Rust",
         bytes: relaygate::policy::BUILTIN_APPLE_RELAY_WASM.to_vec(),
-        config: cases_config(&root.join("policy-guest/cases.toml")),
+        config: cases_config(&root.join("policies/apple-relay/cases.toml")),
     }];
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

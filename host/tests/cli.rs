@@ -361,7 +361,7 @@ fn repo_file(path: &str) -> PathBuf {
 
 #[test]
 fn policy_test_passes_the_whole_apple_decision_table() {
-    let cases = repo_file("policy-guest/cases.toml");
+    let cases = repo_file("policies/apple-relay/cases.toml");
     let builtin = policy_test_file("builtin:apple-relay", &cases);
     builtin
         .succeeded()

@@ -2,8 +2,8 @@
 //!
 //! A test asks for a variant by folder name; the first ask in a test process runs that
 //! variant's `build.sh` when its component is missing or older than any of its sources
-//! (or the WIT contract, or a shared helper folder under `policies/` such as `kit`), so
-//! `cargo test` alone builds what it needs, and later asks reuse the file. A lock file
+//! (or the WIT contract, or the guest kit in `policy-guest/` that the Rust variants build
+//! on), so `cargo test` alone builds what it needs, and later asks reuse the file. A lock file
 //! keeps parallel test processes from building the same variant twice at once.
 
 use std::collections::HashMap;
@@ -68,12 +68,11 @@ fn build(name: &str) -> PathBuf {
 
     let lock = File::create(out_dir.join(format!(".{name}.lock"))).expect("create build lock");
     lock.lock().expect("lock the policy build");
-    let shared = shared_folders(&root.join("policies"));
-    let newest_source = newest_modification(
-        [source.as_path(), &root.join("wit")]
-            .into_iter()
-            .chain(shared.iter().map(PathBuf::as_path)),
-    );
+    let newest_source = newest_modification([
+        source.as_path(),
+        &root.join("wit"),
+        &root.join("policy-guest"),
+    ]);
     let current = fs::metadata(&output)
         .and_then(|meta| meta.modified())
         .is_ok_and(|built| built >= newest_source);
@@ -93,19 +92,6 @@ fn build(name: &str) -> PathBuf {
         );
     }
     output
-}
-
-/// Folders under `policies/` without a `build.sh`: helper crates that variants build
-/// from (e.g. `policies/kit`), so a change there makes every variant stale.
-fn shared_folders(policies: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(policies) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.is_dir() && !path.join("build.sh").exists())
-        .collect()
 }
 
 /// The latest modification time of any source file under the given folders.

@@ -53,9 +53,9 @@ struct Guest {
 
 const GUESTS: [Guest; 3] = [
     Guest {
-        package: "apple-relay-policy",
+        package: "apple-relay",
         features: "",
-        module: "apple_relay_policy.wasm",
+        module: "apple_relay.wasm",
         artifact: "host/assets/apple-relay.wasm",
     },
     Guest {

@@ -1,11 +1,11 @@
 //! The default policy's rcpt-to decision compiled natively (the
-//! `apple-relay-policy` crate is plain Rust), doing what the component's
+//! `apple-relay` crate is plain Rust), doing what the component's
 //! export does per call: read the client address from its text, decide,
 //! and build the verdict with owned reply text. The ratio of the WebAssembly
 //! hook call to this is the "<= 5x the same logic native" target of bench/README.md.
 
-use apple_relay_policy::config::{ConfigSource, Settings, Value};
-use apple_relay_policy::decision::{self, Client};
+use apple_relay::config::{ConfigSource, OwnNetworks, Settings, Value};
+use apple_relay::decision::{self, Client};
 use relaygate::config::{Config, PolicyValue};
 use std::net::IpAddr;
 
@@ -26,7 +26,9 @@ impl ConfigSource for Table {
             PolicyValue::TextList(list) => Value::TextList(list.clone()),
         })
     }
+}
 
+impl OwnNetworks for Table {
     fn own_networks(&self) -> Vec<String> {
         vec!["127.0.0.0/8".into(), "::1/128".into()]
     }

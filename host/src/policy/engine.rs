@@ -19,7 +19,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 /// How often the epoch advances; the resolution of call deadlines.
 pub(super) const TICK: Duration = Duration::from_millis(10);
 
-/// The embedded default policy (built from `policy-guest/` by `cargo xtask guests`).
+/// The embedded default policy (built from `policies/apple-relay/` by `cargo xtask guests`).
 pub const BUILTIN_APPLE_RELAY_WASM: &[u8] = include_bytes!("../../assets/apple-relay.wasm");
 
 /// How many policy instances the proxy may need at once, and how large.

@@ -13,28 +13,19 @@
 //! - `seen:T` (TTL `retry_window_secs`): first attempt made, retry expected.
 //! - `pass:T` (TTL `expiry_secs`, renewed on use): retried in time, accepted.
 //!
-//! `component` (wasm32 only) adapts the WIT imports to [`kit::store::Store`]
-//! and [`kit::config::ConfigSource`].
-
-pub use relaygate_policy_kit as kit;
+//! [`Greylist`] is the policy as the kit's component glue sees it;
+//! `component` (wasm32 only) expands that glue.
 
 use kit::config::{ConfigSource, Reader};
 use kit::net;
 use kit::reply::{Outcome, check_reply};
+use kit::settings::{ClientPrefixes, LocalDomains, OnStateError};
+use kit::stateful::{Level, LogLine, PolicySettings, StatefulPolicy, Transaction};
 use kit::store::{Store, StoreError};
 use std::net::IpAddr;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
-
-/// What to do when the state store fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnStateError {
-    /// 451 4.3.0: the client retries later (fail closed, the default).
-    Tempfail,
-    /// Let the recipient through ungreylisted (fail open).
-    Accept,
-}
 
 /// The `[policy.config]` of the greylisting policy, validated.
 #[derive(Debug, Clone)]
@@ -45,10 +36,8 @@ pub struct Settings {
     pub retry_window_secs: u64,
     /// Seconds a passed triplet stays known after its last use.
     pub expiry_secs: u64,
-    /// Prefix length of an IPv4 client's network in the triplet.
-    pub client_prefix_v4: u8,
-    /// Prefix length of an IPv6 client's network in the triplet.
-    pub client_prefix_v6: u8,
+    /// How much of the client's address names its network in the triplet.
+    pub client_prefixes: ClientPrefixes,
     /// Clients never greylisted.
     pub known_good_networks: Vec<kit::net::IpNetwork>,
     /// Authenticated clients are not greylisted.
@@ -59,12 +48,12 @@ pub struct Settings {
     pub reply_text: String,
     /// When set, recipients outside these domains are refused (554 5.7.1)
     /// unless the client is known-good or authenticated.
-    pub local_domains: Vec<String>,
+    pub local_domains: LocalDomains,
 }
 
-impl Settings {
+impl PolicySettings for Settings {
     /// Read and check the configuration; every problem names its key.
-    pub fn parse(source: &dyn ConfigSource) -> Result<Self, Vec<String>> {
+    fn parse(source: &dyn ConfigSource) -> Result<Self, Vec<String>> {
         const DAY: i64 = 24 * 3600;
         let mut reader = Reader::new(source);
         let delay_secs = reader.integer("delay_secs", 300, 1, DAY);
@@ -76,14 +65,10 @@ impl Settings {
                 format!("must be longer than delay_secs ({delay_secs})"),
             );
         }
-        let client_prefix_v4 = reader.integer("client_prefix_v4", 24, 8, 32);
-        let client_prefix_v6 = reader.integer("client_prefix_v6", 64, 16, 128);
+        let client_prefixes = ClientPrefixes::read(&mut reader);
         let known_good_networks = reader.networks("known_good_networks");
         let skip_authenticated = reader.boolean("skip_authenticated", true);
-        let on_state_error = match reader.choice("on_state_error", &["tempfail", "accept"]) {
-            "accept" => OnStateError::Accept,
-            _ => OnStateError::Tempfail,
-        };
+        let on_state_error = OnStateError::read(&mut reader);
         let reply_text = reader.text(
             "reply_text",
             "Greylisted: this is normal for a first delivery, please try again later",
@@ -91,18 +76,13 @@ impl Settings {
         if let Err(why) = check_reply(451, "4.7.1", &reply_text) {
             reader.problem("reply_text", why);
         }
-        let local_domains = reader
-            .text_list("local_domains")
-            .iter()
-            .map(|d| d.trim().trim_end_matches('.').to_lowercase())
-            .collect();
+        let local_domains = LocalDomains::read(&mut reader);
         reader.finish()?;
         Ok(Self {
             delay_secs: delay_secs as u64,
             retry_window_secs: retry_window_secs as u64,
             expiry_secs: expiry_secs as u64,
-            client_prefix_v4: client_prefix_v4 as u8,
-            client_prefix_v6: client_prefix_v6 as u8,
+            client_prefixes,
             known_good_networks,
             skip_authenticated,
             on_state_error,
@@ -112,11 +92,11 @@ impl Settings {
     }
 
     /// One line for the admin.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         format!(
             "greylisting (client /{}, /{}): delay {}s, retry window {}s, expiry {}s, {} known-good networks{}, state errors {}{}",
-            self.client_prefix_v4,
-            self.client_prefix_v6,
+            self.client_prefixes.v4,
+            self.client_prefixes.v6,
             self.delay_secs,
             self.retry_window_secs,
             self.expiry_secs,
@@ -126,20 +106,13 @@ impl Settings {
             } else {
                 ""
             },
-            match self.on_state_error {
-                OnStateError::Tempfail => "tempfail",
-                OnStateError::Accept => "accept",
-            },
-            if self.local_domains.is_empty() {
-                ", relaying left to the upstream".to_string()
-            } else {
-                format!(", relay only to {} local domains", self.local_domains.len())
-            },
+            self.on_state_error.name(),
+            self.local_domains.summary(),
         )
     }
 
     /// Whether, as configured, any client may relay to any domain.
-    pub fn is_open_relay(&self) -> bool {
+    fn is_open_relay(&self) -> bool {
         self.local_domains.is_empty()
     }
 }
@@ -184,22 +157,13 @@ pub fn rcpt_to(
         .ip
         .is_some_and(|ip| net::contains(&settings.known_good_networks, ip));
     let authenticated = client.auth_user.is_some();
-    if !settings.local_domains.is_empty() && !known_good && !authenticated {
-        let local = net::domain_of(recipient).is_some_and(|d| settings.local_domains.contains(&d));
-        if !local {
-            return (
-                Outcome::refuse(554, "5.7.1", "Relay access denied"),
-                Reason::NotLocal,
-            );
-        }
+    if !known_good && !authenticated && settings.local_domains.refuses_relay_to(recipient) {
+        return (LocalDomains::relay_denied(), Reason::NotLocal);
     }
     if known_good || (authenticated && settings.skip_authenticated) {
         return (Outcome::Accept, Reason::Exempt);
     }
-    let network = client.ip.map_or_else(
-        || "unknown".to_string(),
-        |ip| net::client_network(ip, settings.client_prefix_v4, settings.client_prefix_v6),
-    );
+    let network = settings.client_prefixes.network_of(client.ip);
     let triplet = format!(
         "{network}/{}/{}",
         kit::normalise_address(sender),
@@ -208,13 +172,44 @@ pub fn rcpt_to(
     match greylist(settings, store, &triplet) {
         Ok(reason @ (Reason::Known | Reason::Passed)) => (Outcome::Accept, reason),
         Ok(reason) => (Outcome::refuse(451, "4.7.1", &settings.reply_text), reason),
-        Err(error) => {
-            let outcome = match settings.on_state_error {
-                OnStateError::Tempfail => Outcome::state_failure(),
-                OnStateError::Accept => Outcome::Accept,
-            };
-            (outcome, Reason::StoreFailed(error))
-        }
+        Err(error) => (
+            settings.on_state_error.outcome(),
+            Reason::StoreFailed(error),
+        ),
+    }
+}
+
+/// The greylisting policy, for the kit's component glue.
+pub struct Greylist;
+
+impl StatefulPolicy for Greylist {
+    const NAME: &'static str = "greylist";
+    type Settings = Settings;
+
+    fn rcpt_to(
+        settings: &Settings,
+        store: &dyn Store,
+        transaction: &Transaction<'_>,
+        recipient: &str,
+    ) -> (Outcome, LogLine) {
+        let client = Client {
+            ip: transaction.ip,
+            auth_user: transaction.auth_user,
+        };
+        let sender = transaction.sender;
+        let (outcome, reason) = rcpt_to(settings, store, &client, sender, recipient);
+        let line = match &reason {
+            Reason::StoreFailed(error) => LogLine::state_failed("greylisting", error),
+            Reason::New | Reason::TooEarly => LogLine::new(
+                Level::Info,
+                format!(
+                    "greylisted {} from <{sender}> to <{recipient}> ({reason:?})",
+                    transaction.client_ip
+                ),
+            ),
+            _ => LogLine::new(Level::Debug, format!("greylisting: {reason:?}")),
+        };
+        (outcome, line)
     }
 }
 
@@ -391,6 +386,27 @@ mod tests {
             "{:?}",
             store.keys()
         );
+    }
+
+    #[test]
+    fn the_component_logs_each_answer() {
+        let settings = settings(vec![]);
+        let store = MemoryStore::new();
+        let transaction = Transaction::new("192.0.2.10", None, "a@x.org");
+        let ask = || Greylist::rcpt_to(&settings, &store, &transaction, "b@y.com");
+        let (outcome, line) = ask();
+        assert!(!outcome.is_accept());
+        assert_eq!(
+            line,
+            LogLine::new(
+                Level::Info,
+                "greylisted 192.0.2.10 from <a@x.org> to <b@y.com> (New)"
+            )
+        );
+        store.advance_ms(61_000);
+        assert_eq!(ask().1, LogLine::new(Level::Debug, "greylisting: Passed"));
+        store.set_down(true);
+        assert_eq!(ask().1.level, Level::Warn);
     }
 
     #[test]

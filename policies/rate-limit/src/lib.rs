@@ -10,28 +10,18 @@
 //! several proxies sharing one Redis server count together, and no clock is
 //! needed.
 //!
-//! `component` (wasm32 only) adapts the WIT imports to [`kit::store::Store`]
-//! and [`kit::config::ConfigSource`].
-
-pub use relaygate_policy_kit as kit;
+//! [`RateLimit`] is the policy as the kit's component glue sees it;
+//! `component` (wasm32 only) expands that glue.
 
 use kit::config::{ConfigSource, Reader};
 use kit::net::{self, IpNetwork};
 use kit::reply::{Outcome, check_reply};
+use kit::settings::{ClientPrefixes, LocalDomains, OnStateError};
+use kit::stateful::{Level, LogLine, PolicySettings, StatefulPolicy, Transaction};
 use kit::store::{Store, StoreError};
-use std::net::IpAddr;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
-
-/// What to do when the state store fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnStateError {
-    /// 451 4.3.0 (fail closed, the default).
-    Tempfail,
-    /// Let the recipient through uncounted (fail open).
-    Accept,
-}
 
 /// The `[policy.config]` of the rate-limit policy, validated.
 #[derive(Debug, Clone)]
@@ -44,10 +34,8 @@ pub struct Settings {
     pub max_per_sender: i64,
     /// Recipients per client network per window; 0: no limit.
     pub max_per_network: i64,
-    /// Prefix length of an IPv4 client's network.
-    pub client_prefix_v4: u8,
-    /// Prefix length of an IPv6 client's network.
-    pub client_prefix_v6: u8,
+    /// How much of the client's address names its network.
+    pub client_prefixes: ClientPrefixes,
     /// Clients that are never counted.
     pub exempt_networks: Vec<IpNetwork>,
     /// The reply's code (4xx: tempfail, 5xx: reject).
@@ -60,12 +48,12 @@ pub struct Settings {
     pub on_state_error: OnStateError,
     /// When set, recipients outside these domains are refused (554 5.7.1)
     /// unless the client is exempt or authenticated.
-    pub local_domains: Vec<String>,
+    pub local_domains: LocalDomains,
 }
 
-impl Settings {
+impl PolicySettings for Settings {
     /// Read and check the configuration; every problem names its key.
-    pub fn parse(source: &dyn ConfigSource) -> Result<Self, Vec<String>> {
+    fn parse(source: &dyn ConfigSource) -> Result<Self, Vec<String>> {
         let mut reader = Reader::new(source);
         let window_secs = reader.integer("window_secs", 3600, 1, 7 * 24 * 3600);
         let max_per_user = reader.integer("max_per_user", 500, 0, i64::from(u32::MAX));
@@ -77,8 +65,7 @@ impl Settings {
                 "every limit is 0 (off): set at least one of max_per_user, max_per_sender, max_per_network",
             );
         }
-        let client_prefix_v4 = reader.integer("client_prefix_v4", 24, 8, 32);
-        let client_prefix_v6 = reader.integer("client_prefix_v6", 64, 16, 128);
+        let client_prefixes = ClientPrefixes::read(&mut reader);
         let exempt_networks = reader.networks("exempt_networks");
         let reply_code = reader.integer("reply_code", 451, 400, 599);
         let reply_status = reader.text(
@@ -89,23 +76,15 @@ impl Settings {
         if let Err(why) = check_reply(reply_code, &reply_status, &reply_text) {
             reader.problem("reply_code", why);
         }
-        let on_state_error = match reader.choice("on_state_error", &["tempfail", "accept"]) {
-            "accept" => OnStateError::Accept,
-            _ => OnStateError::Tempfail,
-        };
-        let local_domains = reader
-            .text_list("local_domains")
-            .iter()
-            .map(|d| d.trim().trim_end_matches('.').to_lowercase())
-            .collect();
+        let on_state_error = OnStateError::read(&mut reader);
+        let local_domains = LocalDomains::read(&mut reader);
         reader.finish()?;
         Ok(Self {
             window_secs: window_secs as u64,
             max_per_user,
             max_per_sender,
             max_per_network,
-            client_prefix_v4: client_prefix_v4 as u8,
-            client_prefix_v6: client_prefix_v6 as u8,
+            client_prefixes,
             exempt_networks,
             reply_code: reply_code as u16,
             reply_status,
@@ -116,7 +95,7 @@ impl Settings {
     }
 
     /// One line for the admin.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         let limit = |n: i64| {
             if n == 0 {
                 "off".to_string()
@@ -129,39 +108,21 @@ impl Settings {
             self.window_secs,
             limit(self.max_per_user),
             limit(self.max_per_sender),
-            self.client_prefix_v4,
-            self.client_prefix_v6,
+            self.client_prefixes.v4,
+            self.client_prefixes.v6,
             limit(self.max_per_network),
             self.exempt_networks.len(),
             self.reply_code,
             self.reply_status,
-            match self.on_state_error {
-                OnStateError::Tempfail => "tempfail",
-                OnStateError::Accept => "accept",
-            },
-            if self.local_domains.is_empty() {
-                ", relaying left to the upstream".to_string()
-            } else {
-                format!(", relay only to {} local domains", self.local_domains.len())
-            },
+            self.on_state_error.name(),
+            self.local_domains.summary(),
         )
     }
 
     /// Whether, as configured, any client may relay to any domain.
-    pub fn is_open_relay(&self) -> bool {
+    fn is_open_relay(&self) -> bool {
         self.local_domains.is_empty()
     }
-}
-
-/// The client and transaction as the rcpt-to hook sees them.
-#[derive(Debug, Clone)]
-pub struct Sender<'a> {
-    /// The client's address.
-    pub ip: Option<IpAddr>,
-    /// Its authenticated identity.
-    pub auth_user: Option<&'a str>,
-    /// The reverse path ("" for the null sender).
-    pub address: &'a str,
 }
 
 /// Which counter, for the policy's log.
@@ -194,25 +155,22 @@ pub enum Reason {
 pub fn rcpt_to(
     settings: &Settings,
     store: &dyn Store,
-    sender: &Sender<'_>,
+    transaction: &Transaction<'_>,
     recipient: &str,
 ) -> (Outcome, Reason) {
-    let exempt = sender
+    let exempt = transaction
         .ip
         .is_some_and(|ip| net::contains(&settings.exempt_networks, ip));
-    if !settings.local_domains.is_empty() && !exempt && sender.auth_user.is_none() {
-        let local = net::domain_of(recipient).is_some_and(|d| settings.local_domains.contains(&d));
-        if !local {
-            return (
-                Outcome::refuse(554, "5.7.1", "Relay access denied"),
-                Reason::NotLocal,
-            );
-        }
+    if !exempt
+        && transaction.auth_user.is_none()
+        && settings.local_domains.refuses_relay_to(recipient)
+    {
+        return (LocalDomains::relay_denied(), Reason::NotLocal);
     }
     if exempt {
         return (Outcome::Accept, Reason::Exempt);
     }
-    match count(settings, store, sender) {
+    match count(settings, store, transaction) {
         Ok(None) => (Outcome::Accept, Reason::Within),
         Ok(Some((counter, reached))) => (
             Outcome::refuse(
@@ -222,13 +180,39 @@ pub fn rcpt_to(
             ),
             Reason::Over(counter, reached),
         ),
-        Err(error) => {
-            let outcome = match settings.on_state_error {
-                OnStateError::Tempfail => Outcome::state_failure(),
-                OnStateError::Accept => Outcome::Accept,
-            };
-            (outcome, Reason::StoreFailed(error))
-        }
+        Err(error) => (
+            settings.on_state_error.outcome(),
+            Reason::StoreFailed(error),
+        ),
+    }
+}
+
+/// The rate-limit policy, for the kit's component glue.
+pub struct RateLimit;
+
+impl StatefulPolicy for RateLimit {
+    const NAME: &'static str = "rate-limit";
+    type Settings = Settings;
+
+    fn rcpt_to(
+        settings: &Settings,
+        store: &dyn Store,
+        transaction: &Transaction<'_>,
+        recipient: &str,
+    ) -> (Outcome, LogLine) {
+        let (outcome, reason) = rcpt_to(settings, store, transaction, recipient);
+        let line = match &reason {
+            Reason::StoreFailed(error) => LogLine::state_failed("rate-limit", error),
+            Reason::Over(counter, reached) => LogLine::new(
+                Level::Warn,
+                format!(
+                    "rate limit: {counter:?} counter at {reached} (client {}, user {:?}, sender <{}>)",
+                    transaction.client_ip, transaction.auth_user, transaction.sender
+                ),
+            ),
+            _ => LogLine::new(Level::Debug, format!("rate limit: {reason:?}")),
+        };
+        (outcome, line)
     }
 }
 
@@ -236,10 +220,10 @@ pub fn rcpt_to(
 fn count(
     settings: &Settings,
     store: &dyn Store,
-    sender: &Sender<'_>,
+    transaction: &Transaction<'_>,
 ) -> Result<Option<(Counter, i64)>, StoreError> {
     let mut counters = Vec::with_capacity(3);
-    if let Some(user) = sender.auth_user
+    if let Some(user) = transaction.auth_user
         && settings.max_per_user > 0
     {
         counters.push((
@@ -248,7 +232,7 @@ fn count(
             settings.max_per_user,
         ));
     }
-    let address = kit::normalise_address(sender.address);
+    let address = kit::normalise_address(transaction.sender);
     if !address.is_empty() && settings.max_per_sender > 0 {
         counters.push((
             Counter::Sender,
@@ -257,10 +241,7 @@ fn count(
         ));
     }
     if settings.max_per_network > 0 {
-        let network = sender.ip.map_or_else(
-            || "unknown".to_string(),
-            |ip| net::client_network(ip, settings.client_prefix_v4, settings.client_prefix_v6),
-        );
+        let network = settings.client_prefixes.network_of(transaction.ip);
         counters.push((
             Counter::Network,
             kit::state_key("net", &network),
@@ -298,12 +279,8 @@ mod tests {
         Settings::parse(&table).expect("valid settings")
     }
 
-    fn user(name: &'static str, address: &'static str) -> Sender<'static> {
-        Sender {
-            ip: Some("192.0.2.7".parse().unwrap()),
-            auth_user: Some(name),
-            address,
-        }
+    fn user(name: &'static str, address: &'static str) -> Transaction<'static> {
+        Transaction::new("192.0.2.7", Some(name), address)
     }
 
     #[test]
@@ -347,11 +324,8 @@ mod tests {
     fn senders_and_networks_are_counted_without_auth() {
         let settings = settings(vec![]);
         let store = MemoryStore::new();
-        let anonymous = |ip: &str, address: &'static str| Sender {
-            ip: Some(ip.parse().unwrap()),
-            auth_user: None,
-            address,
-        };
+        let anonymous =
+            |ip: &'static str, address: &'static str| Transaction::new(ip, None, address);
         for _ in 0..5 {
             assert!(
                 rcpt_to(
@@ -409,11 +383,7 @@ mod tests {
             ("reply_text", Value::Text("Sending limit reached".into())),
         ]);
         let store = MemoryStore::new();
-        let inside = Sender {
-            ip: Some("10.1.1.1".parse().unwrap()),
-            auth_user: None,
-            address: "s@x.org",
-        };
+        let inside = Transaction::new("10.1.1.1", None, "s@x.org");
         for _ in 0..5 {
             assert_eq!(
                 rcpt_to(&settings, &store, &inside, "r@y.com").1,
@@ -421,10 +391,7 @@ mod tests {
             );
         }
         assert!(store.keys().is_empty());
-        let outside = Sender {
-            ip: Some("192.0.2.1".parse().unwrap()),
-            ..inside
-        };
+        let outside = Transaction::new("192.0.2.1", None, "s@x.org");
         assert!(
             rcpt_to(&settings, &store, &outside, "r@y.com")
                 .0
@@ -449,6 +416,26 @@ mod tests {
         ));
         let open = settings(vec![("on_state_error", Value::Text("accept".into()))]);
         assert!(rcpt_to(&open, &store, &who, "r@y.com").0.is_accept());
+    }
+
+    #[test]
+    fn the_component_logs_each_answer() {
+        let settings = settings(vec![]);
+        let store = MemoryStore::new();
+        let transaction = user("joe", "a@x.org");
+        let ask = || RateLimit::rcpt_to(&settings, &store, &transaction, "r@y.com");
+        for _ in 0..3 {
+            assert_eq!(ask().1, LogLine::new(Level::Debug, "rate limit: Within"));
+        }
+        let (outcome, line) = ask();
+        assert!(!outcome.is_accept());
+        assert_eq!(
+            line,
+            LogLine::new(
+                Level::Warn,
+                "rate limit: User counter at 4 (client 192.0.2.7, user Some(\"joe\"), sender <a@x.org>)"
+            )
+        );
     }
 
     #[test]

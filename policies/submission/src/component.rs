@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use crate::rules::{self, Refusal, Settings, Value};
+use crate::rules::{self, Refusal, Settings};
 
 // Generated FFI glue; the WIT file documents it.
 #[allow(unsafe_code, missing_docs)]
@@ -16,7 +16,6 @@ mod bindings {
 use bindings::exports::relaygate::policy::hooks::{
     Guest, Message, Parameter, PolicyInfo, Session, Verdict,
 };
-use bindings::relaygate::policy::config as host_config;
 use bindings::relaygate::policy::log::{self, Level};
 use bindings::relaygate::policy::types::{Action, EsmtpExtensions, Reply};
 
@@ -24,18 +23,11 @@ use bindings::relaygate::policy::types::{Action, EsmtpExtensions, Reply};
 static SETTINGS: OnceLock<Result<Settings, Vec<String>>> = OnceLock::new();
 
 fn settings() -> &'static Result<Settings, Vec<String>> {
-    SETTINGS.get_or_init(|| {
-        Settings::parse(|key| {
-            host_config::get(key).map(|value| match value {
-                host_config::Value::Text(text) => Value::Text(text),
-                host_config::Value::Integer(n) => Value::Integer(n),
-                host_config::Value::Float(x) => Value::Float(x),
-                host_config::Value::Boolean(b) => Value::Boolean(b),
-                host_config::Value::TextList(list) => Value::TextList(list),
-            })
-        })
-    })
+    SETTINGS.get_or_init(|| Settings::parse(&Host))
 }
+
+// `struct Host`: the host's `config` import as the kit's `ConfigSource`.
+kit::host_config!();
 
 fn verdict(refusal: Option<Refusal>) -> Verdict {
     match refusal {

@@ -3,22 +3,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-
-/// A `[policy.config]` value, as the host hands it over.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    /// A string.
-    Text(String),
-    /// An integer.
-    Integer(i64),
-    /// A float.
-    Float(f64),
-    /// A boolean.
-    Boolean(bool),
-    /// An array, elements in text form.
-    TextList(Vec<String>),
-}
+use kit::config::{ConfigSource, Value};
+use kit::net::{self, IpNetwork};
 
 /// A reply to refuse with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +21,7 @@ pub struct Refusal {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
     /// Clients that may submit without logging in.
-    pub trusted_networks: Vec<IpNet>,
+    pub trusted_networks: Vec<IpNetwork>,
     /// Domain of logins without `@`.
     pub default_domain: Option<String>,
     /// Extra domains per login (lower case).
@@ -49,20 +35,20 @@ pub struct Settings {
 const DEFAULT_MISMATCH_TEXT: &str = "sender address is not yours";
 
 impl Settings {
-    /// Reads the settings through `get`; the error lists every problem, each
+    /// Reads the settings from `source`; the error lists every problem, each
     /// naming its key.
-    pub fn parse(get: impl Fn(&str) -> Option<Value>) -> Result<Self, Vec<String>> {
+    pub fn parse(source: &dyn ConfigSource) -> Result<Self, Vec<String>> {
         let mut settings = Settings {
             mismatch_text: DEFAULT_MISMATCH_TEXT.to_owned(),
             ..Settings::default()
         };
         let mut errors = Vec::new();
 
-        match get("trusted_networks") {
+        match source.get("trusted_networks") {
             None => {}
             Some(Value::TextList(list)) => {
                 for entry in list {
-                    match parse_network(&entry) {
+                    match net::parse_network(&entry) {
                         Some(net) => settings.trusted_networks.push(net),
                         None => errors.push(format!(
                             "trusted_networks: \"{entry}\" is not an address or CIDR network"
@@ -73,7 +59,7 @@ impl Settings {
             Some(_) => errors.push("trusted_networks: must be a list of networks".to_owned()),
         }
 
-        match get("default_domain") {
+        match source.get("default_domain") {
             None => {}
             Some(Value::Text(domain)) if is_domain(&domain) => {
                 settings.default_domain = Some(domain.to_ascii_lowercase());
@@ -81,7 +67,7 @@ impl Settings {
             Some(_) => errors.push("default_domain: must be a domain name".to_owned()),
         }
 
-        match get("user_domains") {
+        match source.get("user_domains") {
             None => {}
             Some(Value::TextList(list)) => {
                 for line in list {
@@ -95,13 +81,13 @@ impl Settings {
             ),
         }
 
-        match get("allow_subdomains") {
+        match source.get("allow_subdomains") {
             None => {}
             Some(Value::Boolean(allow)) => settings.allow_subdomains = allow,
             Some(_) => errors.push("allow_subdomains: must be true or false".to_owned()),
         }
 
-        match get("mismatch_text") {
+        match source.get("mismatch_text") {
             None => {}
             Some(Value::Text(text))
                 if !text.is_empty()
@@ -150,11 +136,7 @@ impl Settings {
     pub fn is_trusted(&self, client: &str) -> bool {
         client
             .parse::<IpAddr>()
-            .map(|ip| match ip {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-                v4 => v4,
-            })
-            .is_ok_and(|ip| self.trusted_networks.iter().any(|net| net.contains(&ip)))
+            .is_ok_and(|ip| net::contains(&self.trusted_networks, ip))
     }
 
     /// The sender domains a login may use; empty when it has none.
@@ -247,13 +229,6 @@ pub fn judge_recipient(
     (auth_user.is_none() && !settings.is_trusted(client)).then(auth_required)
 }
 
-fn parse_network(text: &str) -> Option<IpNet> {
-    let text = text.trim();
-    text.parse::<IpNet>()
-        .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
-}
-
 fn is_domain(name: &str) -> bool {
     let name = name.trim_end_matches('.');
     !name.is_empty()
@@ -274,11 +249,7 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, Value)]) -> Result<Settings, Vec<String>> {
-        let table: BTreeMap<String, Value> = pairs
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), value.clone()))
-            .collect();
-        Settings::parse(|key| table.get(key).cloned())
+        Settings::parse(&pairs.to_vec())
     }
 
     fn list(items: &[&str]) -> Value {

@@ -7,14 +7,14 @@
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use crate::config::{self, ConfigSource, Settings};
+use crate::config::{OwnNetworks, Settings};
 use crate::decision::{self, Client, Decision};
 
 // The generated bindings and exports are unsafe FFI glue without doc
 // comments of their own; the WIT file documents them.
 #[allow(unsafe_code, missing_docs)]
 mod bindings {
-    wit_bindgen::generate!({ path: "../wit", world: "policy" });
+    wit_bindgen::generate!({ path: "../../wit", world: "policy" });
 
     use super::ApplePolicy;
     export!(ApplePolicy with_types_in self);
@@ -23,7 +23,6 @@ mod bindings {
 use bindings::exports::relaygate::policy::hooks::{
     Guest, Message, Parameter, PolicyInfo, Session, Verdict,
 };
-use bindings::relaygate::policy::config as host_config;
 use bindings::relaygate::policy::log::{self, Level};
 use bindings::relaygate::policy::server;
 use bindings::relaygate::policy::types::{Action, EsmtpExtensions, Reply};
@@ -39,24 +38,10 @@ fn settings() -> &'static Result<Settings, Vec<String>> {
     SETTINGS.get_or_init(|| Settings::parse(&Host))
 }
 
-/// The host's `config` and `server` imports as a [`ConfigSource`].
-struct Host;
+// `struct Host`: the host's `config` import as the kit's `ConfigSource`.
+kit::host_config!();
 
-impl ConfigSource for Host {
-    fn keys(&self) -> Vec<String> {
-        host_config::keys()
-    }
-
-    fn get(&self, key: &str) -> Option<config::Value> {
-        host_config::get(key).map(|value| match value {
-            host_config::Value::Text(text) => config::Value::Text(text),
-            host_config::Value::Integer(n) => config::Value::Integer(n),
-            host_config::Value::Float(x) => config::Value::Float(x),
-            host_config::Value::Boolean(b) => config::Value::Boolean(b),
-            host_config::Value::TextList(list) => config::Value::TextList(list),
-        })
-    }
-
+impl OwnNetworks for Host {
     fn own_networks(&self) -> Vec<String> {
         server::own_networks()
     }
