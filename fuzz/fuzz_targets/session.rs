@@ -188,18 +188,12 @@ fn trace() -> bool {
 }
 
 fn context() -> PolicyContext {
-    PolicyContext {
-        id: 1,
-        client: "192.0.2.1:40000".parse().expect("address"),
-        client_name: None,
-        server: "192.0.2.254:25".parse().expect("address"),
-        helo: None,
-        esmtp: false,
-        tls: false,
-        auth_user: None,
-        sender: None,
-        recipients: Vec::new(),
-    }
+    PolicyContext::connected(
+        1,
+        "192.0.2.1:40000".parse().expect("address"),
+        "192.0.2.254:25".parse().expect("address"),
+        None,
+    )
 }
 
 /// The next thing the client does: a command line, an over-long line, or

@@ -166,20 +166,23 @@ pub struct Report {
 impl Report {
     /// Record a verdict against its expectation.
     pub fn verdict(&mut self, case: &str, stage: &str, expected: &Expected, actual: &Actual) {
-        let outcome = if actual.matches(expected) {
-            Outcome::Ok(actual.to_string())
-        } else {
-            Outcome::Failed {
-                expected: expected.to_string(),
-                actual: actual.to_string(),
-            }
-        };
-        self.push(case, stage, outcome);
+        self.judged(case, stage, actual.matches(expected), expected, actual);
     }
 
     /// Record a textual result against its expectation.
     pub fn text(&mut self, case: &str, stage: &str, expected: &str, actual: &str) {
-        let outcome = if expected == actual {
+        self.judged(case, stage, expected == actual, &expected, &actual);
+    }
+
+    fn judged(
+        &mut self,
+        case: &str,
+        stage: &str,
+        matched: bool,
+        expected: &dyn std::fmt::Display,
+        actual: &dyn std::fmt::Display,
+    ) {
+        let outcome = if matched {
             Outcome::Ok(actual.to_string())
         } else {
             Outcome::Failed {
