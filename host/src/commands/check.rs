@@ -1,7 +1,7 @@
 //! `relaygate check`: validate the config and policy, print the effective mode.
 
 use relaygate::app::describe_networks;
-use relaygate::config::Config;
+use relaygate::config::{Config, describe_listener};
 use relaygate::net::client_group;
 use relaygate::policy::PolicyEngine;
 use relaygate::policy::load_configured;
@@ -16,16 +16,9 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         |p| p.display().to_string(),
     );
     println!("config:    {source}: OK");
-    println!(
-        "listen:    {}",
-        config
-            .proxy
-            .listen
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    for listener in config.listeners() {
+        println!("listener:  {}", describe_listener(&listener));
+    }
     println!("upstream:  {}", config.proxy.upstream);
     println!("hostname:  {}", config.proxy.hostname);
     println!(

@@ -19,6 +19,7 @@ mod coherence;
 #[cfg(test)]
 mod docs_agree;
 pub mod file;
+mod listeners;
 mod load;
 mod policy_table;
 mod source;
@@ -29,6 +30,7 @@ pub use file::{
     BUILTIN_APPLE_RELAY, CLIENT_NAME_TIMEOUT, DEFAULT_COMMAND_TIMEOUT, DEFAULT_LISTEN,
     DEFAULT_UPSTREAM, SUBSCRIBER_IPV6_PREFIX,
 };
+pub use listeners::describe as describe_listener;
 pub use load::{CertificateCheck, readable_is_enough};
 pub use policy_table::{PolicyConfig, PolicyValue};
 pub use source::ConfigSource;
@@ -54,6 +56,9 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// `[state]`: where stateful policies keep what outlives a session.
     pub state: StateConfig,
+    /// `[[listener]]` tables, checked. The listeners of `[proxy] listen` and
+    /// `proxy_protocol_listen` are not here: [`Config::listeners`] gives all.
+    pub listeners: Vec<ListenerConfig>,
     /// The file this came from; none for the embedded default.
     pub source: Option<PathBuf>,
 }
@@ -107,6 +112,52 @@ pub struct ProxyConfig {
     pub upstream_timeout: Duration,
     /// How long sessions may finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+}
+
+/// The listener `[proxy] listen` stands for.
+pub const SMTP_LISTENER: &str = "smtp";
+/// The listener `[proxy] proxy_protocol_listen` stands for.
+pub const PROXY_LISTENER: &str = "proxy";
+
+/// One listening address and how its sessions run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Its name in logs, metrics and `relaygate check`.
+    pub name: String,
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// STARTTLS, TLS from the first byte, or no TLS.
+    pub tls: ListenerTls,
+    /// A PROXY protocol header starts every connection.
+    pub proxy_protocol: bool,
+    /// Our name in the greeting and EHLO.
+    pub hostname: String,
+    /// Whether AUTH is offered, required or off.
+    pub auth: ListenerAuth,
+    /// AUTH only under TLS.
+    pub require_tls: bool,
+}
+
+/// `[[listener]] tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerTls {
+    /// Plain; STARTTLS offered when `[tls]` has a certificate.
+    Starttls,
+    /// TLS from the first byte (RFC 8314).
+    Implicit,
+    /// Plain; STARTTLS never offered.
+    None,
+}
+
+/// `[[listener]] auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerAuth {
+    /// AUTH as the policy and `[auth]` allow.
+    Offered,
+    /// AUTH offered wherever `[auth]` allows, and MAIL before it refused (530).
+    Required,
+    /// AUTH never offered.
+    Off,
 }
 
 /// Where the policy module comes from.

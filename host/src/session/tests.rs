@@ -443,6 +443,7 @@ fn auth_session(requires_tls: bool, tls: bool) -> (Session, Reply) {
             auth: true,
             auth_requires_tls: requires_tls,
             starttls: true,
+            auth_required: false,
         },
         context,
     );
