@@ -134,7 +134,15 @@ pub async fn serve_client<S>(
             return;
         };
         let stream = crate::tls::Prefixed::new(input, stream);
-        match crate::tls::handshake(&acceptor, stream, start.state.command_timeout).await {
+        let mut shutdown = start.shutdown.clone();
+        let handshake = tokio::select! {
+            handshake = crate::tls::handshake(&acceptor, stream, start.state.command_timeout) => handshake,
+            _ = shutdown.changed() => {
+                tracing::debug!("shutting down: TLS handshake at connect abandoned");
+                return;
+            }
+        };
+        match handshake {
             Ok(stream) => {
                 tracing::debug!("TLS established at connect");
                 start
