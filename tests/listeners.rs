@@ -2,7 +2,8 @@
 //! (no AUTH, relaying refused for an unlisted client), submission with
 //! STARTTLS and AUTH required, and submission over implicit TLS (RFC 8314);
 //! a TLS handshake that never completes dropped after the command timeout
-//! while other clients are served; and swaks with `--tls-on-connect` and
+//! while other clients are served; a reload bringing a new certificate to
+//! the implicit-TLS listener too; and swaks with `--tls-on-connect` and
 //! `--tls` against the two submission listeners.
 
 use std::path::Path;
@@ -282,6 +283,46 @@ async fn a_stalled_handshake_is_dropped_after_the_command_timeout() {
         )
         .await
             >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn a_reload_brings_the_new_certificate_to_the_implicit_tls_listener() {
+    let old = TestCerts::generate(&["localhost"]).unwrap();
+    let new = TestCerts::generate(&["localhost"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(
+        &users,
+        format!("{USER}:{}\n", bcrypt::hash(PASSWORD, 4).unwrap()),
+    )
+    .unwrap();
+    let upstream = RecordingUpstream::start(UpstreamBehaviour::default())
+        .await
+        .unwrap();
+    let path = dir.path().join("relaygate.toml");
+    let write = |certs: &TestCerts| {
+        let text = config(certs, &users, "30s").replace("{upstream}", &upstream.addr().to_string());
+        std::fs::write(&path, text).unwrap();
+    };
+    write(&old);
+    let proxy = TestProxy::start_from_file(&path).await.unwrap();
+    let connect = |ca: std::path::PathBuf| {
+        let addr = proxy.listener_addr("submissions");
+        async move {
+            let mut c = SmtpClient::connect_from(CLIENT.parse().unwrap(), addr).await?;
+            c.tls_handshake(&ca, "localhost").await?;
+            anyhow::ensure!(c.read_reply().await?.code == 220, "no greeting");
+            Ok(())
+        }
+    };
+    connect(old.ca_pem().to_path_buf()).await.unwrap();
+    write(&new);
+    proxy.reloader().reload("test").await.unwrap();
+    connect(new.ca_pem().to_path_buf()).await.unwrap();
+    assert!(
+        connect(old.ca_pem().to_path_buf()).await.is_err(),
+        "the old certificate is still served after the reload"
     );
 }
 
