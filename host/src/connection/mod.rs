@@ -1,6 +1,8 @@
-//! Runs one client connection: reads commands from the [`ClientConnection`]
-//! ([`client_io`]), feeds the sans-IO [`Session`], and performs the actions
-//! it asks for (policy calls, upstream steps, replies).
+//! Runs one client connection as its listener's [`ListenerProfile`] says
+//! (on an implicit-TLS listener, the TLS handshake first): reads commands
+//! from the [`ClientConnection`] ([`client_io`]), feeds the sans-IO
+//! [`Session`], and performs the actions it asks for (policy calls,
+//! upstream steps, replies).
 
 pub mod client_io;
 mod decisions;

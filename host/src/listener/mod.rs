@@ -1,4 +1,5 @@
-//! The accept loop: a connection permit is taken before `accept` (so a full
+//! The accept loop, one per bound listener, each connection handed on with
+//! its listener's profile: a connection permit is taken before `accept` (so a full
 //! proxy applies backpressure through the kernel's backlog instead of an
 //! unbounded queue), one client (an IPv4 address, an IPv6 prefix) may hold
 //! only so many connections unless it is exempt, each
