@@ -233,7 +233,7 @@ fn bind(config: &Config) -> anyhow::Result<Vec<Listener>> {
             let socket = bind_listener(addr).with_context(|| {
                 format!("listener {:?}: cannot listen on {addr}", listener.name)
             })?;
-            tracing::info!("listening: {}", crate::config::describe_listener(listener));
+            tracing::info!("listening: {}", config.describe_listener(listener));
             Ok(Listener {
                 socket,
                 proxy_protocol: listener.proxy_protocol,

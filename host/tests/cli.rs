@@ -717,8 +717,8 @@ fn check_prints_every_listener_and_refuses_impossible_ones() {
         "[proxy]\nlisten = [\"127.0.0.1:2525\"]\nproxy_protocol_listen = [\"127.0.0.1:2626\"]\nhostname = \"mx.example\"\n[[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:2527\"\ntls = \"none\"\nhostname = \"in.example\"\nauth = \"off\"\n",
     )
     .succeeded()
-    .says("listener:  smtp 127.0.0.1:2525 tls=starttls proxy_protocol=no hostname=mx.example auth=offered")
-    .says("listener:  proxy 127.0.0.1:2626 tls=starttls proxy_protocol=yes hostname=mx.example auth=offered")
+    .says("listener:  smtp 127.0.0.1:2525 tls=starttls (no [tls] certificate: not offered) proxy_protocol=no hostname=mx.example auth=offered (no [auth]: not offered)")
+    .says("listener:  proxy 127.0.0.1:2626 tls=starttls (no [tls] certificate: not offered) proxy_protocol=yes hostname=mx.example auth=offered (no [auth]: not offered)")
     .says("listener:  mx 127.0.0.1:2527 tls=none proxy_protocol=no hostname=in.example auth=off");
     check(
         "[[listener]]\nname = \"submissions\"\naddress = \"127.0.0.1:4650\"\ntls = \"implicit\"\n",

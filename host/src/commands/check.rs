@@ -1,7 +1,7 @@
 //! `relaygate check`: validate the config and policy, print the effective mode.
 
 use relaygate::app::describe_networks;
-use relaygate::config::{Config, describe_listener};
+use relaygate::config::Config;
 use relaygate::net::client_group;
 use relaygate::policy::PolicyEngine;
 use relaygate::policy::load_configured;
@@ -17,7 +17,7 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
     );
     println!("config:    {source}: OK");
     for listener in config.listeners() {
-        println!("listener:  {}", describe_listener(&listener));
+        println!("listener:  {}", config.describe_listener(&listener));
     }
     println!("upstream:  {}", config.proxy.upstream);
     println!("hostname:  {}", config.proxy.hostname);

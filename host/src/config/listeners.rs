@@ -161,30 +161,35 @@ impl Config {
     }
 }
 
-/// How `relaygate check` and the start-up log describe a listener.
-pub fn describe(listener: &ListenerConfig) -> String {
-    format!(
-        "{} {} tls={} proxy_protocol={} hostname={} auth={}{}",
-        listener.name,
-        listener.address,
-        match listener.tls {
+impl Config {
+    /// How `relaygate check` and the start-up log describe `listener`: its
+    /// name, address and settings, noting a STARTTLS or AUTH that this
+    /// config can never offer (no `[tls]`, no `[auth]`).
+    pub fn describe_listener(&self, listener: &ListenerConfig) -> String {
+        let tls = match listener.tls {
+            ListenerTls::Starttls if self.tls.is_none() => {
+                "starttls (no [tls] certificate: not offered)"
+            }
             ListenerTls::Starttls => "starttls",
             ListenerTls::Implicit => "implicit",
             ListenerTls::None => "none",
-        },
-        if listener.proxy_protocol { "yes" } else { "no" },
-        listener.hostname,
-        match listener.auth {
-            ListenerAuth::Offered => "offered",
-            ListenerAuth::Required => "required",
+        };
+        let auth = match listener.auth {
             ListenerAuth::Off => "off",
-        },
-        if listener.auth != ListenerAuth::Off && listener.require_tls {
-            " (after TLS)"
-        } else {
-            ""
-        }
-    )
+            _ if self.auth.is_none() => "offered (no [auth]: not offered)",
+            ListenerAuth::Offered if listener.require_tls => "offered (after TLS)",
+            ListenerAuth::Offered => "offered",
+            ListenerAuth::Required if listener.require_tls => "required (after TLS)",
+            ListenerAuth::Required => "required",
+        };
+        format!(
+            "{} {} tls={tls} proxy_protocol={} hostname={} auth={auth}",
+            listener.name,
+            listener.address,
+            if listener.proxy_protocol { "yes" } else { "no" },
+            listener.hostname,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -320,11 +325,21 @@ mod tests {
             listener("tls = \"implicit\"\nauth = \"required\"\nproxy_protocol = true\n")
         );
         let all = Config::parse(&text).unwrap().listeners();
-        let line = describe(&all[0]);
+        let config = Config::parse(&text).unwrap();
+        let line = config.describe_listener(&all[0]);
         assert!(
             line.starts_with("submission 127.0.0.1:587 tls=implicit proxy_protocol=yes hostname="),
             "{line}"
         );
         assert!(line.ends_with("auth=required (after TLS)"), "{line}");
+        let bare = Config::parse("").unwrap();
+        let line = bare.describe_listener(&bare.listeners()[0]);
+        assert_eq!(
+            line,
+            format!(
+                "smtp 127.0.0.1:2525 tls=starttls (no [tls] certificate: not offered) proxy_protocol=no hostname={} auth=offered (no [auth]: not offered)",
+                bare.proxy.hostname
+            )
+        );
     }
 }

@@ -30,7 +30,6 @@ pub use file::{
     BUILTIN_APPLE_RELAY, CLIENT_NAME_TIMEOUT, DEFAULT_COMMAND_TIMEOUT, DEFAULT_LISTEN,
     DEFAULT_UPSTREAM, SUBSCRIBER_IPV6_PREFIX,
 };
-pub use listeners::describe as describe_listener;
 pub use load::{CertificateCheck, readable_is_enough};
 pub use policy_table::{PolicyConfig, PolicyValue};
 pub use source::ConfigSource;
