@@ -30,6 +30,11 @@ fn toml_path(path: &Path) -> String {
 /// The Apple policy with restricted relay and AUTH on, a bcrypt users file,
 /// `[tls]` from `certs`, and the three listeners.
 fn config(certs: &TestCerts, users: &Path, command_timeout: &str) -> String {
+    config_with(certs, users, command_timeout, "")
+}
+
+/// [`config`] with `extra` (more `[[listener]]` tables) at its end.
+fn config_with(certs: &TestCerts, users: &Path, command_timeout: &str, extra: &str) -> String {
     format!(
         r#"
 [proxy]
@@ -75,6 +80,7 @@ address = "127.0.0.1:465"
 tls = "implicit"
 hostname = "smtp.test"
 auth = "required"
+{extra}
 "#,
         cert = toml_path(certs.cert_pem()),
         key = toml_path(certs.key_pem()),
@@ -323,6 +329,55 @@ async fn a_reload_brings_the_new_certificate_to_the_implicit_tls_listener() {
     assert!(
         connect(old.ca_pem().to_path_buf()).await.is_err(),
         "the old certificate is still served after the reload"
+    );
+}
+
+#[tokio::test]
+async fn implicit_tls_behind_a_load_balancer_reads_the_proxy_header_first() {
+    let certs = TestCerts::generate(&["localhost", "127.0.0.1"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(
+        &users,
+        format!("{USER}:{}\n", bcrypt::hash(PASSWORD, 4).unwrap()),
+    )
+    .unwrap();
+    let upstream = RecordingUpstream::start(UpstreamBehaviour::default().with(Extension::Xclient))
+        .await
+        .unwrap();
+    let balanced = "[[listener]]\nname = \"balanced\"\naddress = \"127.0.0.1:4650\"\ntls = \"implicit\"\nproxy_protocol = true\nauth = \"required\"\n";
+    let proxy = TestProxy::start(
+        &config_with(&certs, &users, "30s", balanced),
+        upstream.addr(),
+    )
+    .await
+    .unwrap();
+    let mut c = SmtpClient::connect(proxy.listener_addr("balanced"))
+        .await
+        .unwrap();
+    // The header and the ClientHello right behind it, as a balancer sends them.
+    c.send_raw(b"PROXY TCP4 192.0.2.7 198.51.100.1 5555 465\r\n")
+        .await
+        .unwrap();
+    c.tls_handshake(certs.ca_pem(), "localhost").await.unwrap();
+    assert_eq!(c.read_reply().await.unwrap().code, 220);
+    let ehlo = c.ehlo("laptop.test").await.unwrap();
+    assert_eq!(ehlo.extension("AUTH"), Some("PLAIN LOGIN"), "{ehlo}");
+    assert_eq!(c.auth_plain(USER, PASSWORD).await.unwrap().code, 235);
+    let sent = c
+        .send_message(
+            "alice@example.com",
+            &[REMOTE_RCPT],
+            b"Subject: balanced\r\n\r\nhi\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(sent.accepted(), "{}", sent.last_reply());
+    let messages = upstream.messages();
+    assert_eq!(
+        messages[0].xclient.get("ADDR").map(String::as_str),
+        Some("192.0.2.7"),
+        "the client named in the PROXY header"
     );
 }
 
