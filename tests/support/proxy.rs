@@ -114,7 +114,7 @@ impl TestProxy {
         };
         // Each `[[listener]]` on a free port of its own, with its settings.
         let mut named = HashMap::new();
-        for listener in &config.listeners {
+        for listener in &config.listener_tables {
             let socket = bind_listener("127.0.0.1:0".parse()?)?;
             named.insert(listener.name.clone(), socket.local_addr()?);
             listeners.push(Listener {

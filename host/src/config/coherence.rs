@@ -64,7 +64,7 @@ impl Config {
         let mut notes = Vec::new();
         let builtin_auth = self.builtin_flag(AUTH_KEY);
         let auth_required: Vec<&str> = self
-            .listeners
+            .listener_tables
             .iter()
             .filter(|listener| listener.auth == ListenerAuth::Required)
             .map(|listener| listener.name.as_str())

@@ -137,7 +137,7 @@ impl Config {
             .map(|addr| derived(PROXY_LISTENER, *addr, true));
         plain
             .chain(proxied)
-            .chain(self.listeners.iter().cloned())
+            .chain(self.listener_tables.iter().cloned())
             .collect()
     }
 
@@ -145,7 +145,7 @@ impl Config {
     /// at all, or an address twice.
     pub(super) fn listener_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.proxy.listen.is_empty() && self.listeners.is_empty() {
+        if self.proxy.listen.is_empty() && self.listener_tables.is_empty() {
             problems.push("proxy.listen: needs at least one address".to_string());
         }
         let mut seen = HashSet::new();

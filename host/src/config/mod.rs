@@ -57,7 +57,7 @@ pub struct Config {
     pub state: StateConfig,
     /// `[[listener]]` tables, checked. The listeners of `[proxy] listen` and
     /// `proxy_protocol_listen` are not here: [`Config::listeners`] gives all.
-    pub listeners: Vec<ListenerConfig>,
+    pub listener_tables: Vec<ListenerConfig>,
     /// The file this came from; none for the embedded default.
     pub source: Option<PathBuf>,
 }

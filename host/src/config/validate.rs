@@ -47,7 +47,7 @@ pub(super) fn validate(file: ConfigFile) -> (Config, Vec<String>) {
         tls,
         admin_listen: file.admin.listen,
         state,
-        listeners,
+        listener_tables: listeners,
         source: None,
     };
     problems.extend(config.overridable_problems());
