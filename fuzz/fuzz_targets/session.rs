@@ -65,6 +65,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
         auth: u.arbitrary()?,
         auth_requires_tls: u.arbitrary()?,
         starttls: u.arbitrary()?,
+        auth_required: u.arbitrary()?,
     };
     let mut session = Session::new(
         "mx.fuzz.test".into(),
@@ -461,6 +462,12 @@ impl Watch {
                     !self.refused,
                     "policy asked {request:?} in a refused session"
                 );
+                if let PolicyRequest::MailFrom { .. } = request {
+                    assert!(
+                        !self.capabilities.auth_required || context.auth_user.is_some(),
+                        "MAIL before AUTH on a listener that requires it"
+                    );
+                }
                 if let PolicyRequest::RcptTo { .. } = request {
                     assert!(session.in_transaction());
                     assert!(context.recipients.len() < self.limits.max_recipients);

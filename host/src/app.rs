@@ -3,7 +3,7 @@
 //! anything is served.
 
 use crate::config::{Config, ConfigSource};
-use crate::connection::SharedState;
+use crate::connection::{ListenerProfile, SharedState};
 use crate::dns::Dns;
 use crate::listener::{self, Listener, ServerLimits};
 use crate::metrics::Metrics;
@@ -46,16 +46,23 @@ impl App {
     }
 
     /// Like [`App::build`] with listeners the caller bound (tests bind port
-    /// 0) and no config file to reload from.
+    /// 0) and no config file to reload from; each behaves as `[proxy]
+    /// listen` does (named `smtp`).
     pub async fn with_listeners(
         config: &Config,
         listeners: Vec<TcpListener>,
     ) -> anyhow::Result<Self> {
+        let profile = Arc::new(ListenerProfile::plain(
+            crate::config::SMTP_LISTENER,
+            &config.proxy.hostname,
+            config.auth.as_ref().is_none_or(|auth| auth.require_tls),
+        ));
         let listeners = listeners
             .into_iter()
             .map(|socket| Listener {
                 socket,
                 proxy_protocol: false,
+                profile: profile.clone(),
             })
             .collect();
         Self::assemble(ConfigSource::default(), config, listeners, None).await
@@ -131,7 +138,6 @@ impl App {
             ready: AtomicBool::new(false),
             tls: arc_swap::ArcSwapOption::new(tls),
             auth,
-            auth_requires_tls: config.auth.as_ref().is_some_and(|auth| auth.require_tls),
         });
         let reloader = Arc::new(Reloader::new(
             source,
@@ -217,25 +223,21 @@ pub fn describe_networks(networks: &[ipnet::IpNet]) -> String {
         .join(", ")
 }
 
+/// Bind every listener of `config` ([`Config::listeners`]).
 fn bind(config: &Config) -> anyhow::Result<Vec<Listener>> {
-    let plain = config
-        .proxy
-        .listen
+    config
+        .listeners()
         .iter()
-        .map(|addr| ("proxy.listen", addr, false));
-    let proxied = config
-        .proxy
-        .proxy_protocol_listen
-        .iter()
-        .map(|addr| ("proxy.proxy_protocol_listen", addr, true));
-    plain
-        .chain(proxied)
-        .map(|(key, addr, proxy_protocol)| {
-            let socket =
-                bind_listener(*addr).with_context(|| format!("{key}: cannot listen on {addr}"))?;
+        .map(|listener| {
+            let addr = listener.address;
+            let socket = bind_listener(addr).with_context(|| {
+                format!("listener {:?}: cannot listen on {addr}", listener.name)
+            })?;
+            tracing::info!("listening: {}", config.describe_listener(listener));
             Ok(Listener {
                 socket,
-                proxy_protocol,
+                proxy_protocol: listener.proxy_protocol,
+                profile: Arc::new(ListenerProfile::of(listener)),
             })
         })
         .collect()

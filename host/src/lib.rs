@@ -4,9 +4,9 @@
 //! # Layout
 //! One message, end to end, passes these modules in this order; each
 //! arrow is a module boundary and dependencies point the same way:
-//! - [`listener`]: accept loop, connection permits, per-client limits,
-//!   graceful shutdown; [`listener::proxy_protocol`] headers on
-//!   load-balanced listeners.
+//! - [`listener`]: accept loop over the named listeners, connection
+//!   permits, per-client limits, graceful shutdown;
+//!   [`listener::proxy_protocol`] headers on load-balanced listeners.
 //! - [`connection`]: drives one client connection: buffered client I/O
 //!   with limits and timeouts ([`connection::client_io`]), feeding the
 //!   session and performing the actions it asks for.
@@ -23,7 +23,7 @@
 //! calls: [`credentials`] (password checks against a file, IMAP, POP3 or
 //! SMTP, with brute-force limits), [`dns`] (lookups offered to policies),
 //! [`state`] (key-value state for stateful policies, in-process or Redis),
-//! [`tls`] (STARTTLS towards clients).
+//! [`tls`] (STARTTLS and implicit TLS towards clients).
 //!
 //! [`policy_test`] is `relaygate policy test`: a cases file run through
 //! [`policy_test::offline`] (the sans-IO [`session`] driven to its end by a

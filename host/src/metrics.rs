@@ -25,11 +25,21 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// The `listener` label: a configured listener's name (bounded by the
+/// config, never a client's address).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    /// The listener's name.
+    pub listener: String,
+}
+
 /// Every metric relaygate keeps.
 pub struct Metrics {
     registry: Registry,
-    /// Client connections accepted.
-    pub connections: Counter,
+    /// Client connections accepted, by listener.
+    pub connections: Family<ListenerLabel, Counter>,
+    /// Implicit-TLS handshakes that failed or timed out, by listener.
+    pub tls_handshake_failures: Family<ListenerLabel, Counter>,
     /// Sessions open now.
     pub sessions_active: Gauge,
     /// Transactions by outcome (delivered, rejected, failed, abandoned).
@@ -66,7 +76,8 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("relaygate");
         let metrics = Self {
-            connections: Counter::default(),
+            connections: Family::default(),
+            tls_handshake_failures: Family::default(),
             sessions_active: Gauge::default(),
             transactions: Family::default(),
             policy_calls: Family::default(),
@@ -85,8 +96,13 @@ impl Default for Metrics {
         };
         registry.register(
             "connections",
-            "Client connections accepted",
+            "Client connections accepted, by listener",
             metrics.connections.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "Implicit-TLS handshakes that failed or timed out, by listener",
+            metrics.tls_handshake_failures.clone(),
         );
         registry.register(
             "sessions_active",
@@ -178,6 +194,24 @@ impl Metrics {
                 .get_or_create(&KindLabel { kind })
                 .inc();
         }
+    }
+
+    /// Count one connection accepted on `listener`.
+    pub fn connection(&self, listener: &str) {
+        self.connections
+            .get_or_create(&ListenerLabel {
+                listener: listener.to_string(),
+            })
+            .inc();
+    }
+
+    /// Count one failed implicit-TLS handshake on `listener`.
+    pub fn tls_handshake_failure(&self, listener: &str) {
+        self.tls_handshake_failures
+            .get_or_create(&ListenerLabel {
+                listener: listener.to_string(),
+            })
+            .inc();
     }
 
     /// Count one finished transaction.

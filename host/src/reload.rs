@@ -170,6 +170,9 @@ impl Reloader {
         if config.proxy != self.lock_running().proxy {
             tracing::warn!("[proxy] settings changed: they take effect only after a restart");
         }
+        if config.listener_tables != self.lock_running().listener_tables {
+            tracing::warn!("[[listener]] settings changed: they take effect only after a restart");
+        }
         if config.state != self.lock_running().state {
             tracing::warn!("[state] settings changed: they take effect only after a restart");
         }

@@ -1,6 +1,8 @@
-//! STARTTLS on the client side: the rustls acceptor built from `[tls]`
-//! (rebuilt on reload), and [`ClientStream`], a connection that starts in
-//! clear and may be upgraded to TLS in place.
+//! TLS on the client side: the rustls acceptor built from `[tls]` (rebuilt
+//! on reload) that STARTTLS and implicit-TLS listeners share,
+//! [`ClientStream`], a connection that starts in clear and may be upgraded
+//! to TLS in place, and [`Prefixed`], a stream that first hands back bytes
+//! already read (after a PROXY header, the start of a TLS handshake).
 
 use crate::config::TlsConfig;
 use anyhow::{Context, bail};
@@ -72,13 +74,68 @@ where
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
+/// A stream whose first reads return `prefix`, then the stream's own
+/// bytes; writes go straight to the stream.
+pub struct Prefixed<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    stream: S,
+}
+
+impl<S> Prefixed<S> {
+    /// `stream`, read after `prefix`.
+    pub fn new(prefix: &[u8], stream: S) -> Self {
+        Self {
+            prefix: prefix.to_vec(),
+            at: 0,
+            stream,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.prefix.len() {
+            let rest = &this.prefix[this.at..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
 /// A connection in clear or under TLS: the proxy's side of a client
 /// connection (`T` is then the server end of TLS, the default), or, in the
 /// integration tests, a test client's own connection (`T` the client end).
 pub enum ClientStream<S, T = TlsStream<S>> {
     /// Plain TCP (or whatever the listener gave).
     Plain(S),
-    /// After a successful STARTTLS.
+    /// After a successful STARTTLS, or from the first byte.
     Tls(Box<T>),
     /// The stream was handed to a handshake that failed: nothing to talk to.
     Gone,
@@ -181,6 +238,20 @@ mod tests {
             cert: cert_path,
             key: key_path,
         }
+    }
+
+    #[tokio::test]
+    async fn prefixed_reads_its_prefix_first() {
+        use tokio::io::AsyncReadExt;
+        let (mut near, far) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut near, b" world")
+            .await
+            .unwrap();
+        drop(near);
+        let mut stream = Prefixed::new(b"hello", far);
+        let mut all = String::new();
+        stream.read_to_string(&mut all).await.unwrap();
+        assert_eq!(all, "hello world");
     }
 
     #[test]

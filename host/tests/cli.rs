@@ -711,6 +711,25 @@ fn check_shows_the_connection_caps_and_who_is_exempt() {
     }
 }
 
+#[test]
+fn check_prints_every_listener_and_refuses_impossible_ones() {
+    check(
+        "[proxy]\nlisten = [\"127.0.0.1:2525\"]\nproxy_protocol_listen = [\"127.0.0.1:2626\"]\nhostname = \"mx.example\"\n[[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:2527\"\ntls = \"none\"\nhostname = \"in.example\"\nauth = \"off\"\n",
+    )
+    .succeeded()
+    .says("listener:  smtp 127.0.0.1:2525 tls=starttls (no [tls] certificate: not offered) proxy_protocol=no hostname=mx.example auth=offered (no [auth]: not offered)")
+    .says("listener:  proxy 127.0.0.1:2626 tls=starttls (no [tls] certificate: not offered) proxy_protocol=yes hostname=mx.example auth=offered (no [auth]: not offered)")
+    .says("listener:  mx 127.0.0.1:2527 tls=none proxy_protocol=no hostname=in.example auth=off");
+    check(
+        "[[listener]]\nname = \"submissions\"\naddress = \"127.0.0.1:4650\"\ntls = \"implicit\"\n",
+    )
+    .exited(78)
+    .complains("listener[0].tls");
+    check("[proxy]\nlisten = [\"127.0.0.1:2525\"]\n[[listener]]\nname = \"again\"\naddress = \"127.0.0.1:2525\"\n")
+        .exited(78)
+        .complains("127.0.0.1:2525 is used by another listener");
+}
+
 /// Start the proxy on `config_body` (whose `listen` must be `port`), wait
 /// until it serves, stop it with SIGTERM and return what it logged.
 fn serve_briefly(port: u16, config_body: &str) -> String {

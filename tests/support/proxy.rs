@@ -3,8 +3,10 @@
 
 use relaygate::app::{App, bind_listener};
 use relaygate::config::{Config, ConfigSource};
+use relaygate::connection::ListenerProfile;
 use relaygate::listener::Listener;
 use relaygate::reload::Reloader;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ pub struct TestProxy {
     addr_v6: Option<SocketAddr>,
     admin: Option<SocketAddr>,
     proxy_protocol: Option<SocketAddr>,
+    named: HashMap<String, SocketAddr>,
     reloader: Arc<Reloader>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -36,8 +39,9 @@ pub struct TestProxy {
 
 impl TestProxy {
     /// Start relaygate with `config` (TOML; `[proxy] listen` is ignored, the
-    /// proxy listens on 127.0.0.1 on a free port, and `[admin] listen` and
-    /// `proxy_protocol_listen` likewise on free ports when present). Use `{upstream}` in the
+    /// proxy listens on 127.0.0.1 on a free port, and `[admin] listen`,
+    /// `proxy_protocol_listen` and each `[[listener]]` likewise on free
+    /// ports when present: see [`TestProxy::listener_addr`]). Use `{upstream}` in the
     /// text where the upstream address belongs.
     pub async fn start(config: &str, upstream: SocketAddr) -> anyhow::Result<Self> {
         let text = config.replace("{upstream}", &upstream.to_string());
@@ -68,9 +72,15 @@ impl TestProxy {
     async fn launch(source: ConfigSource, config: Config) -> anyhow::Result<Self> {
         let listener = bind_listener("127.0.0.1:0".parse()?)?;
         let addr = listener.local_addr()?;
+        let smtp = Arc::new(ListenerProfile::plain(
+            "smtp",
+            &config.proxy.hostname,
+            config.auth.as_ref().is_none_or(|auth| auth.require_tls),
+        ));
         let plain = |socket| Listener {
             socket,
             proxy_protocol: false,
+            profile: smtp.clone(),
         };
         let mut listeners = vec![plain(listener)];
         // IPv6 loopback too, where the machine has it.
@@ -91,14 +101,28 @@ impl TestProxy {
             Some(_) => {
                 let socket = bind_listener("127.0.0.1:0".parse()?)?;
                 let addr = socket.local_addr()?;
+                let mut profile = ListenerProfile::clone(&smtp);
+                profile.name = "proxy".to_string();
                 listeners.push(Listener {
                     socket,
                     proxy_protocol: true,
+                    profile: Arc::new(profile),
                 });
                 Some(addr)
             }
             None => None,
         };
+        // Each `[[listener]]` on a free port of its own, with its settings.
+        let mut named = HashMap::new();
+        for listener in &config.listener_tables {
+            let socket = bind_listener("127.0.0.1:0".parse()?)?;
+            named.insert(listener.name.clone(), socket.local_addr()?);
+            listeners.push(Listener {
+                socket,
+                proxy_protocol: listener.proxy_protocol,
+                profile: Arc::new(ListenerProfile::of(listener)),
+            });
+        }
         let app = App::assemble(source, &config, listeners, admin).await?;
         let admin = app.admin_addr();
         let reloader = app.reloader();
@@ -111,6 +135,7 @@ impl TestProxy {
             addr_v6,
             admin,
             proxy_protocol,
+            named,
             reloader,
             stop: Some(stop),
             task: Some(task),
@@ -131,6 +156,14 @@ impl TestProxy {
     /// has `proxy_protocol_listen`.
     pub fn proxy_protocol_addr(&self) -> Option<SocketAddr> {
         self.proxy_protocol
+    }
+
+    /// Where the `[[listener]]` table named `name` listens.
+    pub fn listener_addr(&self, name: &str) -> SocketAddr {
+        *self
+            .named
+            .get(name)
+            .unwrap_or_else(|| panic!("no [[listener]] named {name:?}"))
     }
 
     /// The proxy's reloader (what SIGHUP and the admin endpoint call).

@@ -16,16 +16,9 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         |p| p.display().to_string(),
     );
     println!("config:    {source}: OK");
-    println!(
-        "listen:    {}",
-        config
-            .proxy
-            .listen
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    for listener in config.listeners() {
+        println!("listener:  {}", config.describe_listener(&listener));
+    }
     println!("upstream:  {}", config.proxy.upstream);
     println!("hostname:  {}", config.proxy.hostname);
     println!(

@@ -16,7 +16,12 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
     let policy = app.policy();
     let info = policy.info();
     tracing::info!(
-        listen = ?config.proxy.listen,
+        listeners = %config
+            .listeners()
+            .iter()
+            .map(|l| format!("{}={}", l.name, l.address))
+            .collect::<Vec<_>>()
+            .join(", "),
         upstream = %config.proxy.upstream,
         admin = ?app.admin_addr(),
         policy = policy.name(),

@@ -7,7 +7,7 @@
 //! for the embedded default policy (`builtin:apple-relay`), whose keys the
 //! host knows; a custom module's table is never judged by those names.
 
-use super::{Config, FailureMode, ModuleSource, PolicyMode, PolicyValue};
+use super::{Config, FailureMode, ListenerAuth, ModuleSource, PolicyMode, PolicyValue};
 
 /// `open_relay_addr_flag` of the embedded policy.
 const RESTRICTED_RELAY_KEY: &str = "open_relay_addr_flag";
@@ -63,8 +63,19 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut notes = Vec::new();
         let builtin_auth = self.builtin_flag(AUTH_KEY);
+        let auth_required: Vec<&str> = self
+            .listener_tables
+            .iter()
+            .filter(|listener| listener.auth == ListenerAuth::Required)
+            .map(|listener| listener.name.as_str())
+            .collect();
         if let Some(auth) = &self.auth {
-            if builtin_auth == Some(false) {
+            if builtin_auth == Some(false) && !auth_required.is_empty() {
+                notes.push(format!(
+                    "listener {} requires AUTH but policy.config.{AUTH_KEY} is 0: the default policy then treats an authenticated client like any other, so it may send only to local_domains (or from open_relay_addr_list); set {AUTH_KEY} = 1 to let authenticated clients relay",
+                    auth_required.join(", ")
+                ));
+            } else if builtin_auth == Some(false) {
                 notes.push(format!(
                     "[auth] is configured but policy.config.{AUTH_KEY} is 0: the default policy never offers AUTH, so no client can authenticate and [auth] is never used; set {AUTH_KEY} = 1 to require it, or remove [auth]"
                 ));
@@ -170,6 +181,25 @@ mod tests {
         ))
         .warnings();
         assert_eq!(w.len(), 1, "{w:?}");
+    }
+
+    #[test]
+    fn a_listener_requiring_auth_under_a_policy_that_ignores_it_is_warned_about() {
+        let listener = "[[listener]]\nname = \"submission\"\naddress = \"127.0.0.1:587\"\nauth = \"required\"\nrequire_tls = false\n";
+        let w = config(&format!("{AUTH}{listener}")).warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("listener submission requires AUTH"),
+            "{w:?}"
+        );
+        let fine = config(&format!(
+            "{AUTH}{listener}[policy.config]\nsmtp_plain_login_flag = 1\n"
+        ));
+        assert!(
+            fine.warnings().iter().all(|w| !w.contains("listener")),
+            "{:?}",
+            fine.warnings()
+        );
     }
 
     #[test]

@@ -19,10 +19,15 @@ const README: &str = include_str!("../../../README.md");
 const EXAMPLE: &str = include_str!("../../../dist/relaygate.example.toml");
 
 /// Values for the keys without a default, so that every section can be built.
-const REQUIRED: &str =
-    "[auth]\nbackend = \"imap\"\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
+const REQUIRED: &str = "[auth]\nbackend = \"imap\"\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[[listener]]\nname = \"x\"\naddress = \"127.0.0.1:1\"\n";
 /// The keys without a default.
-const REQUIRED_KEYS: [&str; 3] = ["auth.backend", "tls.cert", "tls.key"];
+const REQUIRED_KEYS: [&str; 5] = [
+    "auth.backend",
+    "tls.cert",
+    "tls.key",
+    "listener.name",
+    "listener.address",
+];
 /// The table whose keys are the policy's own, not relaygate's.
 const POLICY_TABLE: &str = "policy.config";
 
@@ -36,6 +41,11 @@ fn definition() -> BTreeMap<String, Value> {
     };
     let mut keys = BTreeMap::new();
     for (section, table) in sections {
+        // An array of tables (`[[listener]]`): its one table's keys.
+        let table = match table {
+            Value::Array(mut tables) if tables.len() == 1 => tables.remove(0),
+            table => table,
+        };
         let Value::Object(table) = table else {
             panic!("[{section}] is a table");
         };
@@ -54,13 +64,25 @@ fn as_code_reads_it(key: &str, value: &toml::Value) -> Result<Value, String> {
     let section_table = table
         .entry(section)
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if let toml::Value::Table(keys) = section_table {
-        keys.insert(name.to_string(), value.clone());
+    match section_table {
+        toml::Value::Table(keys) => {
+            keys.insert(name.to_string(), value.clone());
+        }
+        toml::Value::Array(tables) => {
+            if let Some(toml::Value::Table(keys)) = tables.first_mut() {
+                keys.insert(name.to_string(), value.clone());
+            }
+        }
+        _ => {}
     }
     let text = toml::to_string(&table).map_err(|e| e.to_string())?;
     let file = decode(&text).map_err(|e| e.to_string())?;
     let json = serde_json::to_value(file).map_err(|e| e.to_string())?;
-    Ok(json[section][name].clone())
+    let section = &json[section];
+    Ok(match section {
+        Value::Array(tables) => tables[0][name].clone(),
+        table => table[name].clone(),
+    })
 }
 
 /// A default the way the README writes it.
@@ -113,10 +135,15 @@ fn split_comment(line: &str) -> (&str, Option<&str>) {
     (line, None)
 }
 
-/// The section name of a header line such as `[dns]   # comment`.
+/// The section name of a header line such as `[dns]   # comment`, or of
+/// an array of tables such as `[[listener]]`.
 fn header(text: &str) -> Option<String> {
     let (toml, _) = split_comment(text);
-    let name = toml.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let toml = toml.trim();
+    let name = match toml.strip_prefix("[[") {
+        Some(rest) => rest.strip_suffix("]]")?,
+        None => toml.strip_prefix('[')?.strip_suffix(']')?,
+    };
     let valid = !name.is_empty()
         && name
             .bytes()
@@ -443,7 +470,7 @@ fn a_wrong_default_or_an_unknown_key_is_named() {
     assert!(
         problems
             .iter()
-            .any(|p| p.starts_with("doc: proxy.listen (default 127.0.0.1:2525) is not documented")),
+            .any(|p| p.starts_with("doc: proxy.upstream (default 127.0.0.1:25) is not documented")),
         "{problems:?}"
     );
 }
@@ -454,7 +481,9 @@ fn defaults_are_read_the_way_the_readme_writes_them() {
     assert!(same_default("5m", &keys["proxy.command_timeout"]));
     assert!(same_default("64 MiB", &keys["policy.memory_limit"]));
     assert!(same_default("none", &keys["proxy.proxy_protocol_listen"]));
-    assert!(same_default("127.0.0.1:2525", &keys["proxy.listen"]));
+    assert!(same_default("127.0.0.1:25", &keys["proxy.upstream"]));
+    assert!(same_default("starttls", &keys["listener.tls"]));
+    assert!(keys["proxy.listen"].is_null(), "depends on [[listener]]");
     assert!(keys["proxy.hostname"].is_null(), "computed at run time");
     assert_eq!(bracketed_default("off [0s: off]"), Some("0s"));
     assert_eq!(bracketed_default("no default here"), None);

@@ -53,6 +53,11 @@ pub struct ConfigFile {
     /// `[state]`: where stateful policies keep what outlives a session.
     #[serde(default)]
     pub state: StateSection,
+    /// `[[listener]]`: named listeners, each with its own TLS, PROXY
+    /// protocol, host name and AUTH settings. Default: none (only `[proxy]
+    /// listen` and `proxy_protocol_listen`).
+    #[serde(default)]
+    pub listener: Vec<ListenerSection>,
 }
 
 /// `[proxy]`.
@@ -60,10 +65,13 @@ pub struct ConfigFile {
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxySection {
-    /// Addresses to listen on for SMTP clients (at least one).
-    pub listen: Vec<SocketAddr>,
+    /// Addresses to listen on for SMTP clients: the listener named `smtp`.
+    /// Default: [`DEFAULT_LISTEN`] when there is no `[[listener]]` table,
+    /// none when there is.
+    pub listen: Option<Vec<SocketAddr>>,
     /// Addresses to listen on behind a load balancer: every connection must
-    /// start with a PROXY protocol v1 or v2 header naming the real client.
+    /// start with a PROXY protocol v1 or v2 header naming the real client
+    /// (the listener named `proxy`).
     pub proxy_protocol_listen: Vec<SocketAddr>,
     /// The existing mail server, `host:port`.
     pub upstream: String,
@@ -121,7 +129,7 @@ pub struct ProxySection {
 impl Default for ProxySection {
     fn default() -> Self {
         Self {
-            listen: vec![DEFAULT_LISTEN],
+            listen: None,
             proxy_protocol_listen: Vec::new(),
             upstream: DEFAULT_UPSTREAM.to_string(),
             hostname: None,
@@ -142,6 +150,75 @@ impl Default for ProxySection {
             early_talker_delay: Duration::ZERO,
         }
     }
+}
+
+/// One `[[listener]]` table: `name` and `address` are required.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSection {
+    /// The listener's name in logs, metrics and `relaygate check`:
+    /// lower-case letters, digits and `-`, unique.
+    pub name: String,
+    /// The address to listen on.
+    pub address: SocketAddr,
+    /// `starttls`: STARTTLS offered when `[tls]` is set; `implicit`: TLS from
+    /// the first byte (RFC 8314, port 465; needs `[tls]`); `none`: never TLS.
+    #[serde(default = "listener_default::tls")]
+    pub tls: ListenerTlsName,
+    /// Every connection starts with a PROXY protocol v1/v2 header naming
+    /// the real client.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Our name in the greeting and EHLO here. Default: `[proxy] hostname`.
+    pub hostname: Option<String>,
+    /// `offered`: AUTH as the policy and `[auth]` allow; `required`: MAIL
+    /// before a successful AUTH gets 530 (needs `[auth]`); `off`: never AUTH.
+    #[serde(default = "listener_default::auth")]
+    pub auth: ListenerAuthName,
+    /// Offer AUTH only under TLS (STARTTLS or implicit). Default: `[auth]
+    /// require_tls`.
+    pub require_tls: Option<bool>,
+}
+
+/// The defaults of `[[listener]]`'s optional keys.
+pub mod listener_default {
+    use super::{ListenerAuthName, ListenerTlsName};
+
+    /// `tls`.
+    pub fn tls() -> ListenerTlsName {
+        ListenerTlsName::Starttls
+    }
+    /// `auth`.
+    pub fn auth() -> ListenerAuthName {
+        ListenerAuthName::Offered
+    }
+}
+
+/// `[[listener]] tls`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerTlsName {
+    /// Plain, STARTTLS offered when `[tls]` is set.
+    Starttls,
+    /// TLS from the first byte.
+    Implicit,
+    /// Plain, never STARTTLS.
+    None,
+}
+
+/// `[[listener]] auth`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerAuthName {
+    /// As the policy and `[auth]` allow.
+    Offered,
+    /// AUTH before MAIL.
+    Required,
+    /// Never offered.
+    Off,
 }
 
 /// `[policy]`.

@@ -19,6 +19,7 @@ mod coherence;
 #[cfg(test)]
 mod docs_agree;
 pub mod file;
+mod listeners;
 mod load;
 mod policy_table;
 mod source;
@@ -54,6 +55,9 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// `[state]`: where stateful policies keep what outlives a session.
     pub state: StateConfig,
+    /// `[[listener]]` tables, checked. The listeners of `[proxy] listen` and
+    /// `proxy_protocol_listen` are not here: [`Config::listeners`] gives all.
+    pub listener_tables: Vec<ListenerConfig>,
     /// The file this came from; none for the embedded default.
     pub source: Option<PathBuf>,
 }
@@ -107,6 +111,52 @@ pub struct ProxyConfig {
     pub upstream_timeout: Duration,
     /// How long sessions may finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+}
+
+/// The listener `[proxy] listen` stands for.
+pub const SMTP_LISTENER: &str = "smtp";
+/// The listener `[proxy] proxy_protocol_listen` stands for.
+pub const PROXY_LISTENER: &str = "proxy";
+
+/// One listening address and how its sessions run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Its name in logs, metrics and `relaygate check`.
+    pub name: String,
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// STARTTLS, TLS from the first byte, or no TLS.
+    pub tls: ListenerTls,
+    /// A PROXY protocol header starts every connection.
+    pub proxy_protocol: bool,
+    /// Our name in the greeting and EHLO.
+    pub hostname: String,
+    /// Whether AUTH is offered, required or off.
+    pub auth: ListenerAuth,
+    /// AUTH only under TLS.
+    pub require_tls: bool,
+}
+
+/// `[[listener]] tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerTls {
+    /// Plain; STARTTLS offered when `[tls]` has a certificate.
+    Starttls,
+    /// TLS from the first byte (RFC 8314).
+    Implicit,
+    /// Plain; STARTTLS never offered.
+    None,
+}
+
+/// `[[listener]] auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerAuth {
+    /// AUTH as the policy and `[auth]` allow.
+    Offered,
+    /// AUTH offered wherever `[auth]` allows, and MAIL before it refused (530).
+    Required,
+    /// AUTH never offered.
+    Off,
 }
 
 /// Where the policy module comes from.

@@ -5,13 +5,13 @@
 //! `file`, never from here.
 
 use super::file::{
-    AuthBackendName, AuthSection, AuthTlsName, BUILTIN_APPLE_RELAY, ConfigFile, DnsSection,
-    FailureModeName, ModeName, PolicySection, ProxySection, SmtpMechanismName, default_cache_dir,
-    default_concurrent_checks, system_hostname,
+    AuthBackendName, AuthSection, AuthTlsName, BUILTIN_APPLE_RELAY, ConfigFile, DEFAULT_LISTEN,
+    DnsSection, FailureModeName, ModeName, PolicySection, ProxySection, SmtpMechanismName,
+    default_cache_dir, default_concurrent_checks, system_hostname,
 };
 use super::{
     AuthConfig, AuthTls, Config, DnsConfig, FailureMode, ModuleSource, PolicyConfig, PolicyMode,
-    PolicySettings, ProxyConfig, SmtpMechanism, TlsConfig, state,
+    PolicySettings, ProxyConfig, SmtpMechanism, TlsConfig, listeners, state,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ use std::time::Duration;
 /// is only to be used when there are none.
 pub(super) fn validate(file: ConfigFile) -> (Config, Vec<String>) {
     let mut problems = Vec::new();
-    let proxy = proxy_config(file.proxy, &mut problems);
+    let proxy = proxy_config(file.proxy, !file.listener.is_empty(), &mut problems);
     let policy = policy_settings(file.policy, &mut problems);
     let dns = dns_config(file.dns, &mut problems);
     let auth = file
@@ -32,6 +32,13 @@ pub(super) fn validate(file: ConfigFile) -> (Config, Vec<String>) {
         key: tls.key,
     });
     let state = state::from_section(file.state, &mut problems);
+    let listeners = listeners::from_sections(
+        file.listener,
+        &proxy.hostname,
+        auth.as_ref(),
+        tls.as_ref(),
+        &mut problems,
+    );
     let config = Config {
         proxy,
         policy,
@@ -40,6 +47,7 @@ pub(super) fn validate(file: ConfigFile) -> (Config, Vec<String>) {
         tls,
         admin_listen: file.admin.listen,
         state,
+        listener_tables: listeners,
         source: None,
     };
     problems.extend(config.overridable_problems());
@@ -50,10 +58,7 @@ impl Config {
     /// Problems with the values that command-line flags can override, short
     /// of reading files (`load` checks that the policy module can be read).
     pub(super) fn overridable_problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.proxy.listen.is_empty() {
-            problems.push("proxy.listen: needs at least one address".to_string());
-        }
+        let mut problems = self.listener_problems();
         if let Err(why) = check_host_port(&self.proxy.upstream) {
             problems.push(format!("proxy.upstream: {:?} {why}", self.proxy.upstream));
         }
@@ -61,14 +66,23 @@ impl Config {
     }
 }
 
-/// Checks `[proxy]`; each problem names its key.
-fn proxy_config(proxy: ProxySection, problems: &mut Vec<String>) -> ProxyConfig {
-    let hostname = proxy.hostname.unwrap_or_else(system_hostname);
-    if hostname.is_empty()
-        || !hostname
+/// Letters, digits, '-' and '.', not empty: what a greeting may name.
+pub(super) fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-    {
+}
+
+/// Checks `[proxy]`; each problem names its key. `listener_tables`: the
+/// file has `[[listener]]` tables, so `listen` has no default address.
+fn proxy_config(
+    proxy: ProxySection,
+    listener_tables: bool,
+    problems: &mut Vec<String>,
+) -> ProxyConfig {
+    let hostname = proxy.hostname.unwrap_or_else(system_hostname);
+    if !is_host_name(&hostname) {
         problems.push(format!(
             "proxy.hostname: {hostname:?} is not a host name (letters, digits, '-' and '.')"
         ));
@@ -110,7 +124,13 @@ fn proxy_config(proxy: ProxySection, problems: &mut Vec<String>) -> ProxyConfig 
         }
     }
     ProxyConfig {
-        listen: proxy.listen,
+        listen: proxy.listen.unwrap_or_else(|| {
+            if listener_tables {
+                Vec::new()
+            } else {
+                vec![DEFAULT_LISTEN]
+            }
+        }),
         proxy_protocol_listen: proxy.proxy_protocol_listen,
         upstream: proxy.upstream,
         hostname,
@@ -284,7 +304,7 @@ fn check_host_port(text: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::super::problems;
-    use super::super::{DEFAULT_LISTEN, DEFAULT_UPSTREAM, PolicyValue};
+    use super::super::{DEFAULT_UPSTREAM, PolicyValue};
     use super::*;
 
     #[test]

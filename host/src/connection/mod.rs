@@ -1,13 +1,18 @@
-//! Runs one client connection: reads commands from the [`ClientConnection`]
-//! ([`client_io`]), feeds the sans-IO [`Session`], and performs the actions
-//! it asks for (policy calls, upstream steps, replies).
+//! Runs one client connection as its listener's [`ListenerProfile`] says
+//! (on an implicit-TLS listener, the TLS handshake first): reads commands
+//! from the [`ClientConnection`] ([`client_io`]), feeds the sans-IO
+//! [`Session`], and performs the actions it asks for (policy calls,
+//! upstream steps, replies).
 
 pub mod client_io;
 mod decisions;
+mod profile;
 mod transcript;
 
+pub use profile::ListenerProfile;
 use transcript::{Answered, Transcript};
 
+use crate::config::{ListenerAuth, ListenerTls};
 use crate::credentials::{Authenticator, Credentials, Verification};
 use crate::dns::Dns;
 use crate::hook::{Decision, Hook, MessageSummary, PolicyContext};
@@ -64,13 +69,11 @@ pub struct SharedState {
     pub metrics: Arc<Metrics>,
     /// Listeners bound and policy compiled, not shutting down (`/readyz`).
     pub ready: AtomicBool,
-    /// The STARTTLS acceptor from `[tls]`, replaced on reload; new
-    /// sessions take the one current when they start.
+    /// The TLS acceptor from `[tls]` (STARTTLS and implicit TLS), replaced
+    /// on reload; new sessions take the one current when they start.
     pub tls: arc_swap::ArcSwapOption<TlsAcceptor>,
     /// The credential checker from `[auth]`.
     pub auth: Option<Arc<Authenticator>>,
-    /// `[auth] require_tls`: offer AUTH only under TLS.
-    pub auth_requires_tls: bool,
 }
 
 /// Counts a session as active while it lives.
@@ -89,12 +92,16 @@ impl Drop for ActiveSession<'_> {
     }
 }
 
-/// Serve one client until it quits, times out or the proxy shuts down.
+/// Serve one client of the listener `profile` describes until it quits,
+/// times out or the proxy shuts down. On an implicit-TLS listener the
+/// handshake comes first, within the command timeout; one that fails is
+/// logged and counted, and the connection closed.
 pub async fn serve_client<S>(
     stream: S,
     input: &[u8],
     client: SocketAddr,
     server: SocketAddr,
+    profile: Arc<ListenerProfile>,
     state: Arc<SharedState>,
     shutdown: watch::Receiver<bool>,
 ) where
@@ -102,8 +109,88 @@ pub async fn serve_client<S>(
 {
     let id = state.next_session.fetch_add(1, Ordering::Relaxed);
     let policy = state.policy.load_full();
-    let span = tracing::info_span!("session", id, client = %client, listener = %server, policy = %short_digest(policy.digest()));
+    let span = tracing::info_span!("session", id, listener = %profile.name, client = %client, server = %server, policy = %short_digest(policy.digest()));
     async move {
+        let acceptor = state.tls.load_full();
+        let start = SessionStart {
+            id,
+            client,
+            server,
+            policy,
+            profile,
+            state,
+            shutdown,
+        };
+        if start.profile.tls != ListenerTls::Implicit {
+            let starttls = acceptor.filter(|_| start.profile.tls == ListenerTls::Starttls);
+            return start
+                .run(ClientStream::Plain(stream), input, starttls)
+                .await;
+        }
+        let Some(acceptor) = acceptor else {
+            tracing::warn!("implicit-TLS listener without a [tls] certificate: connection closed");
+            start
+                .state
+                .metrics
+                .tls_handshake_failure(&start.profile.name);
+            return;
+        };
+        let stream = crate::tls::Prefixed::new(input, stream);
+        let mut shutdown = start.shutdown.clone();
+        let handshake = tokio::select! {
+            handshake = crate::tls::handshake(&acceptor, stream, start.state.command_timeout) => handshake,
+            _ = shutdown.changed() => {
+                tracing::debug!("shutting down: TLS handshake at connect abandoned");
+                return;
+            }
+        };
+        match handshake {
+            Ok(stream) => {
+                tracing::debug!("TLS established at connect");
+                start
+                    .run(ClientStream::Tls(Box::new(stream)), &[], None)
+                    .await;
+            }
+            Err(e) => {
+                tracing::info!("TLS handshake at connect failed: {e}");
+                start
+                    .state
+                    .metrics
+                    .tls_handshake_failure(&start.profile.name);
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// What a session starts from, whatever its stream.
+struct SessionStart {
+    id: u64,
+    client: SocketAddr,
+    server: SocketAddr,
+    policy: Arc<LoadedPolicy>,
+    profile: Arc<ListenerProfile>,
+    state: Arc<SharedState>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl SessionStart {
+    /// Run the session on `stream` (under TLS already, or in clear with
+    /// `starttls` the acceptor STARTTLS may use), `input` read before it.
+    async fn run<S>(self, stream: ClientStream<S>, input: &[u8], starttls: Option<Arc<TlsAcceptor>>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let Self {
+            id,
+            client,
+            server,
+            policy,
+            profile,
+            state,
+            shutdown,
+        } = self;
         let _active = ActiveSession::enter(&state.metrics);
         let client_name = match state
             .dns
@@ -113,16 +200,17 @@ pub async fn serve_client<S>(
             Some(dns) => lookup_client_name(dns, client).await,
             None => None,
         };
-        let context = PolicyContext::connected(id, client, server, client_name);
-        let tls = state.tls.load_full();
+        let mut context = PolicyContext::connected(id, client, server, client_name);
+        context.tls = stream.is_tls();
         let capabilities = Capabilities {
             smtputf8: state.upstream.smtputf8.load(Ordering::Relaxed),
-            auth: state.auth.is_some(),
-            auth_requires_tls: state.auth_requires_tls,
-            starttls: tls.is_some(),
+            auth: state.auth.is_some() && profile.auth != ListenerAuth::Off,
+            auth_requires_tls: profile.auth_requires_tls,
+            starttls: starttls.is_some(),
+            auth_required: profile.auth == ListenerAuth::Required,
         };
         let session = Session::new(
-            state.hostname.clone(),
+            profile.hostname.clone(),
             state.limits.clone(),
             capabilities,
             context,
@@ -131,9 +219,10 @@ pub async fn serve_client<S>(
             deadline: tokio::time::Instant::now() + state.max_session_duration,
             transcript: Transcript::default(),
             answering: Answered::Other,
-            conn: ClientConnection::with_input(ClientStream::Plain(stream), input)
+            conn: ClientConnection::with_input(stream, input)
                 .with_write_timeout(state.command_timeout),
-            tls,
+            tls: starttls,
+            hostname: profile.hostname.clone(),
             session,
             policy: PolicyInstance::new(policy, id),
             upstream: None,
@@ -157,8 +246,6 @@ pub async fn serve_client<S>(
         }
         tracing::debug!("disconnected");
     }
-    .instrument(span)
-    .await
 }
 
 /// The client's confirmed reverse name; lookup failures mean no name.
@@ -191,6 +278,8 @@ struct Driver<S> {
     answering: Answered,
     conn: ClientConnection<ClientStream<S>>,
     tls: Option<Arc<TlsAcceptor>>,
+    /// Our name towards this client (the listener's).
+    hostname: String,
     session: Session,
     policy: PolicyInstance,
     upstream: Option<Upstream>,
@@ -276,14 +365,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                             // Logged and counted when it happened; the
                             // client has now sent its whole message.
                             self.upstream = None;
-                            self.session
-                                .close_with(catalogue::timeout(&self.state.hostname))
+                            self.session.close_with(catalogue::timeout(&self.hostname))
                         }
                         Ok(outcome) => self.session.data_received(outcome),
                         Err(ConnectionError::Timeout) => {
                             self.upstream = None;
-                            self.session
-                                .close_with(catalogue::timeout(&self.state.hostname))
+                            self.session.close_with(catalogue::timeout(&self.hostname))
                         }
                         Err(_) => {
                             // The client vanished mid-message: drop the upstream
@@ -450,28 +537,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
         if *self.shutdown.borrow() {
             return Read::Ended(
                 self.session
-                    .close_with(catalogue::shutting_down(&self.state.hostname)),
+                    .close_with(catalogue::shutting_down(&self.hostname)),
             );
         }
         let now = tokio::time::Instant::now();
         if now >= self.deadline {
-            let reply = catalogue::session_too_long(&self.state.hostname);
+            let reply = catalogue::session_too_long(&self.hostname);
             return Read::Ended(self.session.close_with(reply));
         }
         let timeout = self.state.command_timeout.min(self.deadline - now);
         let read = tokio::select! {
             read = self.conn.read_command(timeout) => read,
             _ = self.shutdown.changed() => {
-                return Read::Ended(self.session.close_with(catalogue::shutting_down(&self.state.hostname)));
+                return Read::Ended(self.session.close_with(catalogue::shutting_down(&self.hostname)));
             }
         };
         match read {
             Ok(CommandLine::Line(line)) => Read::Line(line),
             Ok(CommandLine::TooLong) => Read::TooLong,
-            Err(ConnectionError::Timeout) => Read::Ended(
-                self.session
-                    .close_with(catalogue::timeout(&self.state.hostname)),
-            ),
+            Err(ConnectionError::Timeout) => {
+                Read::Ended(self.session.close_with(catalogue::timeout(&self.hostname)))
+            }
             Err(error) => {
                 self.client_lost(&error);
                 Read::Gone
@@ -561,8 +647,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
             UpstreamError::Closed(Some(reply)) => self.session.close_with(reply),
             UpstreamError::WriteTimeout => {
                 self.state.metrics.write_timeout("upstream");
-                self.session
-                    .close_with(catalogue::timeout(&self.state.hostname))
+                self.session.close_with(catalogue::timeout(&self.hostname))
             }
             UpstreamError::Protocol(_) => self
                 .session

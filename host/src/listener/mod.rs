@@ -1,4 +1,5 @@
-//! The accept loop: a connection permit is taken before `accept` (so a full
+//! The accept loop, one per bound listener, each connection handed on with
+//! its listener's profile: a connection permit is taken before `accept` (so a full
 //! proxy applies backpressure through the kernel's backlog instead of an
 //! unbounded queue), one client (an IPv4 address, an IPv6 prefix) may hold
 //! only so many connections unless it is exempt, each
@@ -6,7 +7,7 @@
 //! finish at their next command boundary within a grace period, then ends
 //! the rest.
 
-use crate::connection::{SharedState, serve_client};
+use crate::connection::{ListenerProfile, SharedState, serve_client};
 pub mod proxy_protocol;
 use crate::smtp::reply::catalogue;
 use std::collections::HashMap;
@@ -36,12 +37,14 @@ pub struct ServerLimits {
     pub shutdown_grace: Duration,
 }
 
-/// A bound listening socket and how its connections start.
+/// A bound listening socket and how its connections start and run.
 pub struct Listener {
     /// The socket.
     pub socket: TcpListener,
     /// Connections start with a PROXY protocol header naming the client.
     pub proxy_protocol: bool,
+    /// Its name, TLS, host name and AUTH rules.
+    pub profile: Arc<ListenerProfile>,
 }
 
 /// How long a load balancer has to send its PROXY header.
@@ -116,11 +119,12 @@ async fn accept_loop(
             Err(_) => continue,
         };
         let _ = stream.set_nodelay(true);
-        state.metrics.connections.inc();
+        state.metrics.connection(&listener.profile.name);
         let state = state.clone();
         let per_client = per_client.clone();
         let session_stop = stop.clone();
         let proxy_protocol = listener.proxy_protocol;
+        let profile = listener.profile.clone();
         sessions.spawn(async move {
             let mut stream = stream;
             let (client, server, input) = if proxy_protocol {
@@ -130,7 +134,7 @@ async fn accept_loop(
                         (client, server, header.rest)
                     }
                     Err(e) => {
-                        tracing::warn!(peer = %client, "connection refused: {e}");
+                        tracing::warn!(peer = %client, listener = %profile.name, "connection refused: {e}");
                         return;
                     }
                 }
@@ -138,13 +142,14 @@ async fn accept_loop(
                 (client, server, Vec::new())
             };
             let Some(slot) = per_client.claim(client.ip()) else {
-                tracing::info!(client = %client, "too many connections from this address");
-                let reply = catalogue::too_many_connections_from_client(&state.hostname).to_bytes();
+                tracing::info!(client = %client, listener = %profile.name, "too many connections from this address");
+                let reply =
+                    catalogue::too_many_connections_from_client(&profile.hostname).to_bytes();
                 let _ =
                     tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply)).await;
                 return;
             };
-            serve_client(stream, &input, client, server, state, session_stop).await;
+            serve_client(stream, &input, client, server, profile, state, session_stop).await;
             drop((slot, permit));
         });
     }

@@ -241,6 +241,7 @@ impl Runner {
             auth: true,
             auth_requires_tls: false,
             starttls: false,
+            auth_required: false,
         };
         let proxy = &self.config.proxy;
         let limits = SessionLimits {

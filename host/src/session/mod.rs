@@ -40,8 +40,12 @@ pub struct Capabilities {
     pub auth: bool,
     /// AUTH only under TLS (`[auth] require_tls`).
     pub auth_requires_tls: bool,
-    /// A certificate is configured (`[tls]`).
+    /// A certificate is configured (`[tls]`) and the listener offers STARTTLS.
     pub starttls: bool,
+    /// The listener requires AUTH (`[[listener]] auth = "required"`): AUTH
+    /// is offered wherever `auth` and `auth_requires_tls` allow, whatever
+    /// the policy's `extensions` answer, and MAIL before it gets 530.
+    pub auth_required: bool,
 }
 
 /// What the driver must do next.
@@ -465,7 +469,7 @@ impl Session {
             Pending::Extensions => {
                 self.offer = offer;
                 self.advertised = Advertised {
-                    auth: offer.auth
+                    auth: (offer.auth || self.capabilities.auth_required)
                         && self.capabilities.auth
                         && (self.context.tls || !self.capabilities.auth_requires_tls),
                     starttls: offer.starttls && self.capabilities.starttls && !self.context.tls,
@@ -615,6 +619,9 @@ impl Session {
             }
             _ => {}
         }
+        if self.capabilities.auth_required && self.context.auth_user.is_none() {
+            return self.error(auth_replies::authentication_required());
+        }
         if let Some(param) = params.first()
             && !self.context.esmtp
         {
@@ -701,7 +708,8 @@ impl Session {
             ));
         }
         if !self.advertised.auth {
-            let wanted = self.offer.auth && self.capabilities.auth;
+            let wanted =
+                (self.offer.auth || self.capabilities.auth_required) && self.capabilities.auth;
             return if wanted && self.capabilities.auth_requires_tls && !self.context.tls {
                 self.error(auth_replies::encryption_required())
             } else {

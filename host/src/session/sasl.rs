@@ -183,6 +183,10 @@ pub mod replies {
             "5.5.4 Unrecognized authentication mechanism (PLAIN and LOGIN are offered)",
         )
     }
+    /// 530: this listener takes mail only after AUTH.
+    pub fn authentication_required() -> Reply {
+        Reply::new(530, "5.7.0 Authentication required")
+    }
     /// 538: AUTH needs TLS first.
     pub fn encryption_required() -> Reply {
         Reply::new(

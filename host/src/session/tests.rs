@@ -427,6 +427,22 @@ const AUTH_OFFER: Offer = Offer {
 /// A session whose proxy has a backend and a certificate, greeted with
 /// EHLO (under TLS when `tls`), the policy offering AUTH; returns the EHLO reply too.
 fn auth_session(requires_tls: bool, tls: bool) -> (Session, Reply) {
+    listener_session(
+        Capabilities {
+            smtputf8: false,
+            auth: true,
+            auth_requires_tls: requires_tls,
+            starttls: true,
+            auth_required: false,
+        },
+        tls,
+        AUTH_OFFER,
+    )
+}
+
+/// A session with `capabilities` (a listener's), under TLS from the start
+/// when `tls`, greeted with EHLO, the policy offering `offer`.
+fn listener_session(capabilities: Capabilities, tls: bool, offer: Offer) -> (Session, Reply) {
     let client: SocketAddr = "192.0.2.1:40000".parse().unwrap();
     let server: SocketAddr = "192.0.2.254:25".parse().unwrap();
     let mut context = PolicyContext::connected(1, client, server, None);
@@ -438,19 +454,14 @@ fn auth_session(requires_tls: bool, tls: bool) -> (Session, Reply) {
             max_recipients: 2,
             max_errors: 10,
         },
-        Capabilities {
-            smtputf8: false,
-            auth: true,
-            auth_requires_tls: requires_tls,
-            starttls: true,
-        },
+        capabilities,
         context,
     );
     s.start();
     accept(&mut s);
     cmd(&mut s, "EHLO client.test");
     accept(&mut s);
-    let Action::Reply(ehlo) = s.policy_answered(Decision::Accept, AUTH_OFFER) else {
+    let Action::Reply(ehlo) = s.policy_answered(Decision::Accept, offer) else {
         panic!("EHLO gets a reply")
     };
     (s, ehlo)
@@ -502,6 +513,65 @@ fn ehlo_offers_auth_only_where_it_can_work() {
     };
     assert!(!ehlo.lines().iter().any(|l| l.starts_with("AUTH")));
     assert_eq!(code(&cmd(&mut s, "AUTH PLAIN AGFsaWNlAHB3")), 503);
+}
+
+#[test]
+fn a_listener_that_requires_auth_offers_it_and_refuses_mail_before_it() {
+    let required = Capabilities {
+        auth: true,
+        auth_requires_tls: true,
+        auth_required: true,
+        ..Capabilities::default()
+    };
+    // Under TLS from the start (implicit TLS): AUTH at once, even though
+    // the policy did not offer it, and no STARTTLS.
+    let (mut s, ehlo) = listener_session(required, true, Offer::default());
+    assert!(
+        ehlo.lines().iter().any(|l| l == sasl::EHLO_LINE),
+        "{ehlo:?}"
+    );
+    assert!(!ehlo.lines().iter().any(|l| l == "STARTTLS"), "{ehlo:?}");
+    let refused = cmd(&mut s, "MAIL FROM:<a@example.com>");
+    assert_eq!(
+        refused,
+        Action::Reply(auth_replies::authentication_required())
+    );
+    verify_of(cmd(&mut s, &format!("AUTH PLAIN {}", b64("\0alice\0pw"))));
+    s.credentials_checked(CredentialCheck::Accepted);
+    assert_eq!(code(&accept(&mut s)), 235);
+    assert!(matches!(
+        cmd(&mut s, "MAIL FROM:<a@example.com>"),
+        Action::Ask(PolicyRequest::MailFrom { .. })
+    ));
+
+    // In clear with require_tls: not offered, and MAIL still refused.
+    let (mut s, ehlo) = listener_session(required, false, AUTH_OFFER);
+    assert!(
+        !ehlo.lines().iter().any(|l| l.starts_with("AUTH")),
+        "{ehlo:?}"
+    );
+    assert_eq!(code(&cmd(&mut s, "MAIL FROM:<a@example.com>")), 530);
+    assert_eq!(code(&cmd(&mut s, "AUTH PLAIN AGFsaWNlAHB3")), 538);
+}
+
+#[test]
+fn a_listener_with_auth_off_never_offers_it() {
+    let off = Capabilities {
+        auth: false,
+        starttls: false,
+        ..Capabilities::default()
+    };
+    let (mut s, ehlo) = listener_session(off, true, AUTH_OFFER);
+    assert!(
+        !ehlo.lines().iter().any(|l| l.starts_with("AUTH")),
+        "{ehlo:?}"
+    );
+    assert!(!ehlo.lines().iter().any(|l| l == "STARTTLS"), "{ehlo:?}");
+    assert_eq!(code(&cmd(&mut s, "AUTH PLAIN AGFsaWNlAHB3")), 503);
+    assert!(matches!(
+        cmd(&mut s, "MAIL FROM:<a@example.com>"),
+        Action::Ask(PolicyRequest::MailFrom { .. })
+    ));
 }
 
 #[test]

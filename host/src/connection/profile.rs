@@ -1,0 +1,46 @@
+//! What one listener changes about the sessions it accepts: its name (in
+//! the session's log span and the metrics' `listener` label), whether TLS
+//! starts at accept, whether STARTTLS may be offered, its host name and its
+//! AUTH rules.
+
+use crate::config::{ListenerAuth, ListenerConfig, ListenerTls};
+
+/// The per-listener settings a session runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerProfile {
+    /// The listener's name.
+    pub name: String,
+    /// STARTTLS, TLS from the first byte, or no TLS.
+    pub tls: ListenerTls,
+    /// Our name in the greeting and EHLO.
+    pub hostname: String,
+    /// AUTH offered, required or off.
+    pub auth: ListenerAuth,
+    /// AUTH only under TLS.
+    pub auth_requires_tls: bool,
+}
+
+impl ListenerProfile {
+    /// The profile of a configured listener.
+    pub fn of(listener: &ListenerConfig) -> Self {
+        Self {
+            name: listener.name.clone(),
+            tls: listener.tls,
+            hostname: listener.hostname.clone(),
+            auth: listener.auth,
+            auth_requires_tls: listener.require_tls,
+        }
+    }
+
+    /// A listener that behaves as `[proxy] listen` does: STARTTLS where a
+    /// certificate is set, AUTH as offered.
+    pub fn plain(name: &str, hostname: &str, auth_requires_tls: bool) -> Self {
+        Self {
+            name: name.to_string(),
+            tls: ListenerTls::Starttls,
+            hostname: hostname.to_string(),
+            auth: ListenerAuth::Offered,
+            auth_requires_tls,
+        }
+    }
+}

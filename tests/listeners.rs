@@ -1,0 +1,454 @@
+//! Several listeners in one proxy, each with its own rules: an MX-like one
+//! (no AUTH, relaying refused for an unlisted client), submission with
+//! STARTTLS and AUTH required, and submission over implicit TLS (RFC 8314);
+//! a TLS handshake that never completes dropped after the command timeout
+//! while other clients are served; a reload bringing a new certificate to
+//! the implicit-TLS listener too; and swaks with `--tls-on-connect` and
+//! `--tls` against the two submission listeners.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use relaygate_tests::admin::http;
+use relaygate_tests::certs::TestCerts;
+use relaygate_tests::client::SmtpClient;
+use relaygate_tests::proxy::TestProxy;
+use relaygate_tests::tools::{require_tool, run_tool};
+use relaygate_tests::upstream::{Extension, RecordingUpstream, UpstreamBehaviour};
+use tokio::io::AsyncReadExt;
+
+const USER: &str = "alice";
+const PASSWORD: &str = "s3cret-submission";
+const REMOTE_RCPT: &str = "carol@example.org";
+/// Not in `open_relay_addr_list`.
+const CLIENT: &str = "127.0.0.9";
+
+fn toml_path(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
+}
+
+/// The Apple policy with restricted relay and AUTH on, a bcrypt users file,
+/// `[tls]` from `certs`, and the three listeners.
+fn config(certs: &TestCerts, users: &Path, command_timeout: &str) -> String {
+    config_with(certs, users, command_timeout, "")
+}
+
+/// [`config`] with `extra` (more `[[listener]]` tables) at its end.
+fn config_with(certs: &TestCerts, users: &Path, command_timeout: &str, extra: &str) -> String {
+    format!(
+        r#"
+[proxy]
+upstream = "{{upstream}}"
+hostname = "relay.test"
+command_timeout = "{command_timeout}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[policy]
+watch = false
+
+[policy.config]
+open_relay_addr_flag = 1
+open_relay_addr_list = ["127.0.0.7"]
+smtp_plain_login_flag = 1
+local_domains = ["example.com"]
+
+[tls]
+cert = {cert}
+key = {key}
+
+[auth]
+backend = "file"
+users_file = {users}
+
+[[listener]]
+name = "mx"
+address = "127.0.0.1:25"
+hostname = "mx.test"
+auth = "off"
+
+[[listener]]
+name = "submission"
+address = "127.0.0.1:587"
+hostname = "smtp.test"
+auth = "required"
+
+[[listener]]
+name = "submissions"
+address = "127.0.0.1:465"
+tls = "implicit"
+hostname = "smtp.test"
+auth = "required"
+{extra}
+"#,
+        cert = toml_path(certs.cert_pem()),
+        key = toml_path(certs.key_pem()),
+        users = toml_path(users),
+    )
+}
+
+struct Setup {
+    certs: TestCerts,
+    proxy: TestProxy,
+    upstream: RecordingUpstream,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(command_timeout: &str) -> Setup {
+    let certs = TestCerts::generate(&["localhost", "127.0.0.1"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+    std::fs::write(&users, format!("{USER}:{hash}\n")).unwrap();
+    let upstream = RecordingUpstream::start(UpstreamBehaviour::default().with(Extension::Xclient))
+        .await
+        .unwrap();
+    let proxy = TestProxy::start(&config(&certs, &users, command_timeout), upstream.addr())
+        .await
+        .unwrap();
+    Setup {
+        certs,
+        proxy,
+        upstream,
+        _dir: dir,
+    }
+}
+
+/// A client of the listener `name`, its greeting read and checked to name `host`.
+async fn greeted(setup: &Setup, name: &str, host: &str) -> SmtpClient {
+    let mut client =
+        SmtpClient::connect_from(CLIENT.parse().unwrap(), setup.proxy.listener_addr(name))
+            .await
+            .unwrap();
+    if name == "submissions" {
+        client
+            .tls_handshake(setup.certs.ca_pem(), "localhost")
+            .await
+            .unwrap();
+    }
+    let greeting = client.read_reply().await.unwrap();
+    assert_eq!(greeting.code, 220, "{greeting}");
+    assert!(greeting.text().starts_with(host), "{greeting}");
+    client
+}
+
+async fn metric(setup: &Setup, series: &str) -> f64 {
+    let (code, text) = http(setup.proxy.admin_addr().unwrap(), "GET", "/metrics")
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn mx_listener_offers_no_auth_and_refuses_relay() {
+    let setup = start("30s").await;
+    let mut mx = greeted(&setup, "mx", "mx.test").await;
+    let ehlo = mx.ehlo("client.test").await.unwrap();
+    assert!(!ehlo.has_extension("AUTH"), "{ehlo}");
+    assert!(ehlo.has_extension("STARTTLS"), "{ehlo}");
+    assert!(ehlo.text().starts_with("mx.test"), "{ehlo}");
+    assert_eq!(mx.auth_plain(USER, PASSWORD).await.unwrap().code, 503);
+    // Not even under TLS.
+    mx.starttls(setup.certs.ca_pem(), "localhost")
+        .await
+        .unwrap();
+    let secure = mx.ehlo("client.test").await.unwrap();
+    assert!(!secure.has_extension("AUTH"), "{secure}");
+    let refused = mx
+        .send_message(
+            "bob@example.net",
+            &[REMOTE_RCPT],
+            b"Subject: relay\r\n\r\nhi\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(refused.mail.is_positive(), "MAIL needs no AUTH here");
+    assert!(refused.rcpts[0].is_permanent(), "{}", refused.rcpts[0]);
+    assert!(!refused.accepted());
+    mx.quit().await.unwrap();
+    assert!(setup.upstream.messages().is_empty());
+    assert!(metric(&setup, "relaygate_connections_total{listener=\"mx\"}").await >= 1.0);
+}
+
+#[tokio::test]
+async fn submission_listener_wants_starttls_then_auth_then_mail() {
+    let setup = start("30s").await;
+    let mut c = greeted(&setup, "submission", "smtp.test").await;
+    let clear = c.ehlo("laptop.test").await.unwrap();
+    assert!(clear.has_extension("STARTTLS"), "{clear}");
+    assert!(!clear.has_extension("AUTH"), "AUTH in clear: {clear}");
+    let early = c.cmd("MAIL FROM:<alice@example.com>").await.unwrap();
+    assert_eq!(
+        (early.code, early.enhanced_status()),
+        (530, Some("5.7.0")),
+        "{early}"
+    );
+    c.starttls(setup.certs.ca_pem(), "localhost").await.unwrap();
+    let secure = c.ehlo("laptop.test").await.unwrap();
+    assert_eq!(secure.extension("AUTH"), Some("PLAIN LOGIN"), "{secure}");
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@example.com>").await.unwrap().code,
+        530
+    );
+    assert_eq!(c.auth_plain(USER, PASSWORD).await.unwrap().code, 235);
+    let sent = c
+        .send_message(
+            "alice@example.com",
+            &[REMOTE_RCPT],
+            b"Subject: via submission\r\n\r\nhello\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(sent.accepted(), "{}", sent.last_reply());
+    c.quit().await.unwrap();
+    let messages = setup.upstream.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].recipients, [REMOTE_RCPT]);
+    assert_eq!(
+        messages[0].xclient.get("LOGIN").map(String::as_str),
+        Some(USER)
+    );
+}
+
+#[tokio::test]
+async fn implicit_tls_listener_is_under_tls_from_the_first_byte() {
+    let setup = start("30s").await;
+    let mut c = greeted(&setup, "submissions", "smtp.test").await;
+    assert!(c.is_tls());
+    let ehlo = c.ehlo("laptop.test").await.unwrap();
+    assert_eq!(ehlo.extension("AUTH"), Some("PLAIN LOGIN"), "{ehlo}");
+    assert!(!ehlo.has_extension("STARTTLS"), "{ehlo}");
+    assert_eq!(c.cmd("STARTTLS").await.unwrap().code, 503);
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@example.com>").await.unwrap().code,
+        530
+    );
+    assert_eq!(c.auth_login(USER, PASSWORD).await.unwrap().code, 235);
+    let sent = c
+        .send_message(
+            "alice@example.com",
+            &[REMOTE_RCPT],
+            b"Subject: via submissions\r\n\r\nhello\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(sent.accepted(), "{}", sent.last_reply());
+    c.quit().await.unwrap();
+    assert_eq!(setup.upstream.messages().len(), 1);
+
+    // A client that speaks SMTP in clear to it gets no greeting: the bytes
+    // are not a TLS handshake.
+    let mut clear = tokio::net::TcpStream::connect(setup.proxy.listener_addr("submissions"))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut clear, b"EHLO clear.test\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(10), clear.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(
+        !matches!(read, Ok(n) if n > 0 && buf.starts_with(b"220")),
+        "greeted in clear"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_handshake_is_dropped_after_the_command_timeout() {
+    let setup = start("1s").await;
+    let addr = setup.proxy.listener_addr("submissions");
+    let started = Instant::now();
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Meanwhile other clients are served, on this listener and the others.
+    let mut other = greeted(&setup, "submissions", "smtp.test").await;
+    other.ehlo("laptop.test").await.unwrap();
+    let mut mx = greeted(&setup, "mx", "mx.test").await;
+    mx.ehlo("client.test").await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut buf))
+        .await
+        .expect("the stalled connection is closed within the command timeout");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed after {waited:?}"
+    );
+    // The others are still served.
+    assert_eq!(other.cmd("NOOP").await.unwrap().code, 250);
+    assert_eq!(mx.cmd("NOOP").await.unwrap().code, 250);
+    assert!(
+        metric(
+            &setup,
+            "relaygate_tls_handshake_failures_total{listener=\"submissions\"}"
+        )
+        .await
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn a_reload_brings_the_new_certificate_to_the_implicit_tls_listener() {
+    let old = TestCerts::generate(&["localhost"]).unwrap();
+    let new = TestCerts::generate(&["localhost"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(
+        &users,
+        format!("{USER}:{}\n", bcrypt::hash(PASSWORD, 4).unwrap()),
+    )
+    .unwrap();
+    let upstream = RecordingUpstream::start(UpstreamBehaviour::default())
+        .await
+        .unwrap();
+    let path = dir.path().join("relaygate.toml");
+    let write = |certs: &TestCerts| {
+        let text = config(certs, &users, "30s").replace("{upstream}", &upstream.addr().to_string());
+        std::fs::write(&path, text).unwrap();
+    };
+    write(&old);
+    let proxy = TestProxy::start_from_file(&path).await.unwrap();
+    let connect = |ca: std::path::PathBuf| {
+        let addr = proxy.listener_addr("submissions");
+        async move {
+            let mut c = SmtpClient::connect_from(CLIENT.parse().unwrap(), addr).await?;
+            c.tls_handshake(&ca, "localhost").await?;
+            anyhow::ensure!(c.read_reply().await?.code == 220, "no greeting");
+            Ok(())
+        }
+    };
+    connect(old.ca_pem().to_path_buf()).await.unwrap();
+    write(&new);
+    proxy.reloader().reload("test").await.unwrap();
+    connect(new.ca_pem().to_path_buf()).await.unwrap();
+    assert!(
+        connect(old.ca_pem().to_path_buf()).await.is_err(),
+        "the old certificate is still served after the reload"
+    );
+}
+
+#[tokio::test]
+async fn implicit_tls_behind_a_load_balancer_reads_the_proxy_header_first() {
+    let certs = TestCerts::generate(&["localhost", "127.0.0.1"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(
+        &users,
+        format!("{USER}:{}\n", bcrypt::hash(PASSWORD, 4).unwrap()),
+    )
+    .unwrap();
+    let upstream = RecordingUpstream::start(UpstreamBehaviour::default().with(Extension::Xclient))
+        .await
+        .unwrap();
+    let balanced = "[[listener]]\nname = \"balanced\"\naddress = \"127.0.0.1:4650\"\ntls = \"implicit\"\nproxy_protocol = true\nauth = \"required\"\n";
+    let proxy = TestProxy::start(
+        &config_with(&certs, &users, "30s", balanced),
+        upstream.addr(),
+    )
+    .await
+    .unwrap();
+    let mut c = SmtpClient::connect(proxy.listener_addr("balanced"))
+        .await
+        .unwrap();
+    // The header and the ClientHello right behind it, as a balancer sends them.
+    c.send_raw(b"PROXY TCP4 192.0.2.7 198.51.100.1 5555 465\r\n")
+        .await
+        .unwrap();
+    c.tls_handshake(certs.ca_pem(), "localhost").await.unwrap();
+    assert_eq!(c.read_reply().await.unwrap().code, 220);
+    let ehlo = c.ehlo("laptop.test").await.unwrap();
+    assert_eq!(ehlo.extension("AUTH"), Some("PLAIN LOGIN"), "{ehlo}");
+    assert_eq!(c.auth_plain(USER, PASSWORD).await.unwrap().code, 235);
+    let sent = c
+        .send_message(
+            "alice@example.com",
+            &[REMOTE_RCPT],
+            b"Subject: balanced\r\n\r\nhi\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(sent.accepted(), "{}", sent.last_reply());
+    let messages = upstream.messages();
+    assert_eq!(
+        messages[0].xclient.get("ADDR").map(String::as_str),
+        Some("192.0.2.7"),
+        "the client named in the PROXY header"
+    );
+}
+
+/// swaks with `--tls` and `--tls-on-connect` needs Perl's Net::SSLeay.
+fn swaks_with_tls() -> Option<std::path::PathBuf> {
+    let swaks = require_tool("swaks")?;
+    let ssleay = std::process::Command::new("perl")
+        .args(["-MNet::SSLeay", "-e", "1"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !ssleay {
+        assert!(
+            std::env::var_os("RELAYGATE_REQUIRE_TOOLS").is_none(),
+            "swaks TLS needs Perl's Net::SSLeay (Debian libnet-ssleay-perl)"
+        );
+        eprintln!("skipping: Perl's Net::SSLeay is missing (libnet-ssleay-perl)");
+        return None;
+    }
+    Some(swaks)
+}
+
+#[tokio::test]
+async fn swaks_submits_over_implicit_tls_and_over_starttls() {
+    let Some(swaks) = swaks_with_tls() else {
+        return;
+    };
+    let setup = start("30s").await;
+    for (listener, tls_flag, subject) in [
+        ("submissions", "--tls-on-connect", "via implicit tls"),
+        ("submission", "--tls", "via starttls"),
+    ] {
+        let server = setup.proxy.listener_addr(listener).to_string();
+        let header = format!("Subject: {subject}");
+        let args = [
+            "--server",
+            server.as_str(),
+            tls_flag,
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            USER,
+            "--auth-password",
+            PASSWORD,
+            "--from",
+            "alice@example.com",
+            "--to",
+            REMOTE_RCPT,
+            "--header",
+            header.as_str(),
+            "--ehlo",
+            "laptop.test",
+        ];
+        let output = run_tool(&swaks, &args, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let transcript = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "swaks {tls_flag} failed:\n{transcript}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(transcript.contains("<~  235"), "{transcript}");
+        if listener == "submissions" {
+            assert!(!transcript.contains("STARTTLS"), "{transcript}");
+        }
+    }
+    let subjects: Vec<_> = setup
+        .upstream
+        .messages()
+        .iter()
+        .map(|m| m.header("Subject").unwrap_or_default())
+        .collect();
+    assert_eq!(subjects, ["via implicit tls", "via starttls"]);
+}
