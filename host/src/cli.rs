@@ -74,6 +74,10 @@ pub enum AuthCommand {
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Does this component fit the WIT world? What does it import and export?
+    ///
+    /// With `--config FILE`, the component's `init` is given that file's
+    /// `[policy.config]` and says what it makes of it (exit status 1 when it
+    /// refuses it); without, an empty table.
     Check {
         /// The component file.
         file: PathBuf,

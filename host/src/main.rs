@@ -42,7 +42,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         command: PolicyCommand::Check { file },
     }) = &cli.command
     {
-        return report(commands::policy_check(file).await);
+        return report(commands::policy_check(file, cli.config.as_deref()).await);
     }
     if let Some(Command::Auth {
         command: AuthCommand::Hash,

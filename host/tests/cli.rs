@@ -176,6 +176,37 @@ fn policy_check_names_the_world_and_refuses_garbage() {
 }
 
 #[test]
+fn policy_check_gives_init_the_policy_table_of_the_config() {
+    let (_dir, path) = write_config(
+        "[policy.config]\nopen_relay_addr_flag = 1\nlocal_domains = [\"example.com\"]\n",
+    );
+    let config = path.to_str().unwrap();
+    run(&["policy", "check", "builtin:apple-relay", "--config", config])
+        .succeeded()
+        .says(&format!(
+            "with the [policy.config] of {config}: restricted relay ON"
+        ))
+        .says("local domains: example.com");
+    // A table the module's init refuses: said, with its reasons, exit 1.
+    let module = fixture();
+    let (_dir, path) = write_config(&format!(
+        "[policy]\nmodule = {:?}\n[policy.config]\nbogus = 1\n",
+        module.display().to_string()
+    ));
+    run(&[
+        "policy",
+        "check",
+        module.to_str().unwrap(),
+        "--config",
+        path.to_str().unwrap(),
+    ])
+    .exited(1)
+    .says("fits:      yes, but its init refused the [policy.config] of")
+    .says("why:       bogus: unknown key")
+    .complains("refuses the [policy.config]");
+}
+
+#[test]
 fn runs_with_flags_greets_and_stops_on_sigterm() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");

@@ -1,14 +1,17 @@
-//! `relaygate policy check FILE`: does a component fit this proxy? Names the
-//! WIT package and version it was built for, lists its imports and exports,
-//! says why it does not fit, and reports its size and compile time.
+//! `relaygate policy check FILE [--config FILE]`: does a component fit this
+//! proxy? Names the WIT package and version it was built for, lists its
+//! imports and exports, says why it does not fit, reports its size and
+//! compile time, and what its `init` says about the config's
+//! `[policy.config]` (an empty table without `--config`).
 
 use anyhow::{Context, bail};
-use relaygate::config::Config;
+use relaygate::config::{Config, readable_is_enough};
 use relaygate::policy::{
     LoadError, PolicyEngine, PolicyServices, WIT_PACKAGE, WIT_VERSION, semver_compatible,
 };
 use relaygate::policy_test::read_module;
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Instant;
 
 /// The interfaces of our package a policy may import.
@@ -107,8 +110,15 @@ fn packages(names: &[String]) -> Vec<String> {
     ours.into_iter().chain(others).collect()
 }
 
-/// `relaygate policy check FILE`.
-pub async fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
+/// `relaygate policy check FILE`, with `init` given the `[policy.config]`
+/// of `config_file` where one is named.
+pub async fn policy_check(file: &Path, config_file: Option<&Path>) -> anyhow::Result<()> {
+    // The config is read first: a broken one is reported before any output.
+    let config = match config_file {
+        Some(path) => Config::load(path, &readable_is_enough)
+            .map_err(|e| anyhow::anyhow!("{}", e.problems.join("\n")))?,
+        None => Config::embedded_default(),
+    };
     let (name, bytes, source) = read_module(file)?;
     let engine = PolicyEngine::new(None)?;
     let started = Instant::now();
@@ -162,12 +172,17 @@ pub async fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
             found.join("; ")
         );
     }
-    let config = Config::embedded_default();
+    let table = match config_file {
+        Some(path) => format!("the [policy.config] of {}", path.display()),
+        None => "an empty [policy.config]".to_string(),
+    };
     let mut settings = config.policy.clone();
     settings.module = source;
-    settings.config = Default::default();
+    if config_file.is_none() {
+        settings.config = Default::default();
+    }
     let services = PolicyServices {
-        config: Default::default(),
+        config: settings.config.clone(),
         dns: None,
         own_networks: relaygate::net::own_networks(),
         hostname: config.proxy.hostname.clone(),
@@ -176,19 +191,30 @@ pub async fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
     match engine.load(&name, &bytes, &settings, services).await {
         Ok(policy) => {
             println!(
-                "init:      {} ms with an empty [policy.config]: {}",
+                "init:      {} ms with {table}: {}",
                 started.elapsed().as_millis(),
                 policy.info().summary
             );
             println!("fits:      yes ({})", policy.info().name);
             Ok(())
         }
-        Err(LoadError::Config(problems)) => {
+        Err(LoadError::Config(problems)) if config_file.is_none() => {
             println!(
-                "fits:      yes (its init refused an empty [policy.config]: {})",
+                "fits:      yes (its init refused {table}: {})",
                 problems.join("; ")
             );
             Ok(())
+        }
+        Err(LoadError::Config(problems)) => {
+            println!("fits:      yes, but its init refused {table}");
+            for problem in &problems {
+                println!("why:       {problem}");
+            }
+            bail!(
+                "{} refuses {table}: {}",
+                file.display(),
+                problems.join("; ")
+            )
         }
         Err(e) => {
             println!("fits:      no");
