@@ -30,6 +30,9 @@ pub struct ChainModuleConfig {
     pub mode: PolicyMode,
     /// Its own config table.
     pub config: PolicyConfig,
+    /// Where its state lives: its name for a `[[chain]]` module; none (the
+    /// policy's own name, as always) for `[policy] module`.
+    pub state_namespace: Option<String>,
 }
 
 impl ChainModuleConfig {
@@ -41,6 +44,7 @@ impl ChainModuleConfig {
             module: self.module.clone(),
             mode: self.mode,
             config: self.config.clone(),
+            state_namespace: self.state_namespace.clone(),
             ..global.clone()
         }
     }
@@ -119,13 +123,14 @@ pub(super) fn from_sections(
                             PolicyConfig::default()
                         });
                     ChainModuleConfig {
-                        name: module.name,
                         module: source,
                         mode: match module.mode {
                             ModeName::Enforce => PolicyMode::Enforce,
                             ModeName::DryRun => PolicyMode::DryRun,
                         },
                         config,
+                        state_namespace: Some(module.name.clone()),
+                        name: module.name,
                     }
                 })
                 .collect();
@@ -163,6 +168,7 @@ impl Config {
                     module: self.policy.module.clone(),
                     mode: self.policy.mode,
                     config: self.policy.config.clone(),
+                    state_namespace: None,
                 }],
             }),
         }

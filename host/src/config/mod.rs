@@ -219,6 +219,9 @@ pub struct PolicySettings {
     pub trace_clients: Vec<ipnet::IpNet>,
     /// `[policy.config]`, handed to the policy.
     pub config: PolicyConfig,
+    /// The state namespace: a `[[chain]]` module's name; none (the name
+    /// the policy gives in `init`) for `[policy] module`.
+    pub state_namespace: Option<String>,
 }
 
 /// `[dns]`.

@@ -195,6 +195,7 @@ fn policy_settings(policy: PolicySection, problems: &mut Vec<String>) -> PolicyS
         trace: policy.trace,
         trace_clients: policy.trace_clients,
         config,
+        state_namespace: None,
     }
 }
 
