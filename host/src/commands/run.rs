@@ -30,6 +30,22 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
         "relaygate ready: {}",
         info.summary
     );
+    if !config.chain_tables.is_empty() {
+        for chain in app.chains().all() {
+            for (at, module) in chain.modules.iter().enumerate() {
+                tracing::info!(
+                    chain = %chain.name,
+                    position = at + 1,
+                    module = %module.name,
+                    source = module.policy.name(),
+                    mode = ?module.policy.settings().mode,
+                    digest = module.policy.digest(),
+                    "chain module: {}",
+                    module.policy.info().summary
+                );
+            }
+        }
+    }
     if info.open_relay {
         tracing::warn!(
             "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain"
