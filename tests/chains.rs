@@ -6,6 +6,7 @@
 //! the other module kept as it was, a bad file leaving the old chain
 //! serving), and two listeners asking different chains.
 
+use relaygate_tests::admin::http;
 use relaygate_tests::client::{Reply, SmtpClient};
 use relaygate_tests::policies::built;
 use relaygate_tests::proxy::{TestProxy, misbehaving_reject_wasm, misbehaving_wasm};
@@ -275,6 +276,8 @@ async fn two_listeners_ask_different_chains() {
         r#"{HEAD}
 [policy.config]
 local_domains = ["example.com"]
+[admin]
+listen = "127.0.0.1:0"
 [[listener]]
 name = "open"
 address = "127.0.0.1:0"
@@ -302,4 +305,25 @@ rcpt_to = "reject-if-recipient-contains:bad"
     assert_eq!(reply.code, 550, "strict chain: {reply:?}");
     assert_eq!(calls(&proxy, "rcpt-to", "reject", "no-bad"), 1.0);
     assert_eq!(calls(&proxy, "rcpt-to", "accept", "policy"), 1.0);
+    // `/status` lists every chain's modules with their sha256.
+    let (code, body) = http(proxy.admin_addr().unwrap(), "GET", "/status")
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let json = body.split_once("\r\n\r\n").map_or("", |(_, json)| json);
+    let status: serde_json::Value = serde_json::from_str(json).unwrap();
+    let chains = status["chains"].as_array().expect("chains");
+    assert_eq!(chains[0]["name"], "default");
+    assert_eq!(chains[0]["modules"][0]["name"], "policy");
+    assert_eq!(chains[1]["name"], "strict");
+    let strict: Vec<&str> = chains[1]["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(strict, ["relay", "no-bad"]);
+    for (chain, module) in relaygate::reload::chain_digests(&proxy.reloader().chains()) {
+        assert!(body.contains(&module), "{chain} {module} in {body}");
+    }
 }

@@ -761,3 +761,22 @@ fn the_proxy_warns_at_start_about_a_dry_run() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_prints_every_chain_and_each_listeners_chain() {
+    check(
+        "[[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:2527\"\nchain = \"inbound\"\n[[chain]]\nname = \"inbound\"\n[[chain.module]]\nname = \"relay\"\nmodule = \"builtin:apple-relay\"\n[[chain.module]]\nname = \"shadow\"\nmodule = \"builtin:apple-relay\"\nmode = \"dry-run\"\n",
+    )
+    .succeeded()
+    .says("listener:  mx 127.0.0.1:2527 tls=starttls")
+    .says(" chain=inbound\n")
+    .says("chain:     default\n  1. policy builtin:apple-relay (apple-relay) mode=enforce sha256 ")
+    .says("chain:     inbound\n  1. relay builtin:apple-relay (apple-relay) mode=enforce sha256 ")
+    .says("  2. shadow builtin:apple-relay (apple-relay) mode=dry-run sha256 ");
+    check("[[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:2527\"\nchain = \"nope\"\n")
+        .exited(78)
+        .complains("listener[0].chain: no chain is named \"nope\"");
+    check("[[chain]]\nname = \"empty\"\n")
+        .exited(78)
+        .complains("chain[0].module");
+}
