@@ -327,3 +327,66 @@ rcpt_to = "reject-if-recipient-contains:bad"
         assert!(body.contains(&module), "{chain} {module} in {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_watcher_sees_every_module_file() {
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Each module in a folder of its own: the last one is watched too.
+    let (first_dir, last_dir) = (dir.path().join("first"), dir.path().join("last"));
+    std::fs::create_dir_all(&first_dir).unwrap();
+    std::fs::create_dir_all(&last_dir).unwrap();
+    let (first, last) = (first_dir.join("m.wasm"), last_dir.join("m.wasm"));
+    std::fs::copy(misbehaving_wasm(), &first).unwrap();
+    std::fs::copy(misbehaving_wasm(), &last).unwrap();
+    let file = dir.path().join("relaygate.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[proxy]
+upstream = "{}"
+[policy]
+watch = true
+[[chain]]
+name = "default"
+[[chain.module]]
+name = "first"
+module = "{}"
+[[chain.module]]
+name = "last"
+module = "{}"
+"#,
+            upstream.addr(),
+            first.display(),
+            last.display()
+        ),
+    )
+    .unwrap();
+    let proxy = TestProxy::start_from_file(&file).await.unwrap();
+    let kept = proxy.reloader().chains().default_chain().modules[0]
+        .policy
+        .clone();
+    assert_eq!(
+        rcpt(proxy.addr(), "127.0.0.3", "x@example.com").await.code,
+        250
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let staged = last_dir.join("m.wasm.new");
+    std::fs::copy(misbehaving_reject_wasm(), &staged).unwrap();
+    std::fs::rename(&staged, &last).unwrap();
+    let started = std::time::Instant::now();
+    while rcpt(proxy.addr(), "127.0.0.3", "x@example.com").await.code != 550 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the last module's file change was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let chains = proxy.reloader().chains();
+    assert!(Arc::ptr_eq(
+        &chains.default_chain().modules[0].policy,
+        &kept
+    ));
+    assert_eq!(calls(&proxy, "rcpt-to", "reject", "last"), 1.0);
+}
