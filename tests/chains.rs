@@ -4,7 +4,9 @@
 //! the right module), a dry-run module whose refusals are counted but let
 //! through, one module's file swapped on a running proxy (sessions pinned,
 //! the other module kept as it was, a bad file leaving the old chain
-//! serving), and two listeners asking different chains.
+//! serving), the watcher following every module file, two listeners
+//! asking different chains, and traces, transaction lines and the session
+//! span naming the module and chain.
 
 use relaygate_tests::admin::http;
 use relaygate_tests::client::{Reply, SmtpClient};
@@ -12,7 +14,7 @@ use relaygate_tests::policies::built;
 use relaygate_tests::proxy::{TestProxy, misbehaving_reject_wasm, misbehaving_wasm};
 use relaygate_tests::upstream::{RecordingUpstream, UpstreamBehaviour};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 async fn upstream() -> RecordingUpstream {
@@ -389,4 +391,90 @@ module = "{}"
         &kept
     ));
     assert_eq!(calls(&proxy, "rcpt-to", "reject", "last"), 1.0);
+}
+
+/// Log lines captured from this test binary (JSON, one object per line).
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || LogWriter(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("one subscriber per test binary");
+        logs
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traces_and_transaction_lines_name_the_deciding_module() {
+    let logs = captured_logs();
+    let upstream = upstream().await;
+    let config = three_modules("dry-run").replace(
+        "[policy]\nwatch = false\n",
+        "[policy]\nwatch = false\ntrace_clients = [\"127.0.0.4/32\"]\n",
+    );
+    let proxy = TestProxy::start(&config, upstream.addr()).await.unwrap();
+    let reply = rcpt(proxy.addr(), "127.0.0.4", "bad-slow@example.com").await;
+    assert_eq!(reply.code, 451, "{reply:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON log line"))
+        .filter(|e: &serde_json::Value| {
+            e["span"]["client"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("127.0.0.4:"))
+        })
+        .collect();
+    let rcpt_trace = |module: &str| {
+        events
+            .iter()
+            .find(|e| {
+                e["target"] == "relaygate::trace"
+                    && e["fields"]["hook"] == "rcpt-to"
+                    && e["fields"]["module"] == module
+            })
+            .unwrap_or_else(|| panic!("no rcpt-to trace of {module} in {events:?}"))
+    };
+    assert_eq!(rcpt_trace("relay")["fields"]["verdict"], "accept");
+    assert_eq!(rcpt_trace("bad-words")["fields"]["verdict"], "reject");
+    assert_eq!(rcpt_trace("slow-words")["fields"]["verdict"], "tempfail");
+    assert!(
+        events.iter().any(|e| e["fields"]["module"] == "bad-words"
+            && e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("dry-run"))),
+        "the dry-run refusal is logged with its module"
+    );
+    let transaction = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "transaction")
+        .unwrap_or_else(|| panic!("no transaction line in {events:?}"));
+    assert!(
+        transaction["fields"]["refused_by"]
+            .as_str()
+            .unwrap()
+            .contains("rcpt-to:slow-words"),
+        "{transaction}"
+    );
+    assert_eq!(transaction["span"]["chain"], "default", "{transaction}");
 }
