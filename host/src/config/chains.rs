@@ -290,6 +290,21 @@ mode = "dry-run"
     }
 
     #[test]
+    fn a_replaced_policy_section_is_not_judged_by_its_keys() {
+        let auth = "[auth]\nbackend = \"imap\"\nserver = \"127.0.0.1:143\"\nrequire_tls = false\n";
+        let about_flag = |text: &str| {
+            Config::parse(text)
+                .expect("valid")
+                .warnings()
+                .iter()
+                .any(|w| w.contains("smtp_plain_login_flag"))
+        };
+        assert!(about_flag(auth));
+        let replaced = format!("{auth}{}", TWO.replace("\"strict\"", "\"default\""));
+        assert!(!about_flag(&replaced));
+    }
+
+    #[test]
     fn bad_chains_are_named_with_their_key() {
         let p = problems("[[chain]]\nname = \"Bad Name\"\n");
         assert!(p.iter().any(|p| p.starts_with("chain[0].name:")), "{p:?}");
