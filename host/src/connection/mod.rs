@@ -15,7 +15,7 @@ use transcript::{Answered, Transcript};
 use crate::config::{ListenerAuth, ListenerTls};
 use crate::credentials::{Authenticator, Credentials, Verification};
 use crate::dns::Dns;
-use crate::hook::{Decision, Hook, MessageSummary, PolicyContext};
+use crate::hook::{Decision, Hook, MessageSummary, PolicyContext, PolicyRequest};
 use crate::metrics::Metrics;
 use crate::policy::{ChainVerdict, Chains, Next, PolicyChain, PolicyInstance};
 use crate::session::sasl::{AuthAttempt, CredentialCheck};
@@ -289,6 +289,36 @@ struct Driver<S> {
     shutdown: watch::Receiver<bool>,
 }
 
+/// Ask one chain module, count and trace its answer as its own, and add it
+/// to `verdict`.
+async fn ask_module(
+    metrics: &Metrics,
+    name: &Arc<str>,
+    instance: &mut PolicyInstance,
+    context: &PolicyContext,
+    hook: Hook,
+    request: PolicyRequest,
+    verdict: &mut ChainVerdict,
+) -> Next {
+    let policy = instance.policy().clone();
+    let traced = decisions::tracing_on(&policy, context).then(|| request.clone());
+    let answer = instance.ask(context, request).await;
+    decisions::apply(
+        metrics,
+        name,
+        &policy,
+        context,
+        hook,
+        traced.as_ref(),
+        &answer,
+    );
+    let next = verdict.add(name, policy.settings().mode, &answer.decision, answer.offer);
+    if next == Next::Stop {
+        tracing::debug!(hook = hook.name(), module = %name, "refused by chain module");
+    }
+    next
+}
+
 /// The chain `name` as it is now; the default chain (with a warning) when
 /// a reload has removed it since the listener was bound.
 fn chain_for(state: &SharedState, name: &str) -> Arc<PolicyChain> {
@@ -305,29 +335,39 @@ fn chain_for(state: &SharedState, name: &str) -> Arc<PolicyChain> {
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
     /// Ask the chain's modules in order until an enforcing one refuses
     /// (README.md, "Policy chains"); each answer counted and traced as its
-    /// module's.
-    async fn ask_chain(&mut self, hook: Hook, request: crate::hook::PolicyRequest) -> ChainVerdict {
+    /// module's. The request is cloned for all but the last module.
+    async fn ask_chain(&mut self, hook: Hook, request: PolicyRequest) -> ChainVerdict {
         let mut verdict = ChainVerdict::new();
-        for (name, instance) in &mut self.policies {
-            let policy = instance.policy().clone();
-            let context = self.session.context();
-            let traced = decisions::tracing_on(&policy, context).then(|| request.clone());
-            let answer = instance.ask(context, request.clone()).await;
-            decisions::apply(
-                &self.state.metrics,
+        let context = self.session.context();
+        let metrics = &self.state.metrics;
+        let Some(((last_name, last), first)) = self.policies.split_last_mut() else {
+            return verdict;
+        };
+        for (name, instance) in first {
+            let next = ask_module(
+                metrics,
                 name,
-                &policy,
+                instance,
                 context,
                 hook,
-                traced.as_ref(),
-                &answer,
-            );
-            let next = verdict.add(name, policy.settings().mode, &answer.decision, answer.offer);
+                request.clone(),
+                &mut verdict,
+            )
+            .await;
             if next == Next::Stop {
-                tracing::debug!(hook = hook.name(), module = %name, "refused by chain module");
-                break;
+                return verdict;
             }
         }
+        ask_module(
+            metrics,
+            last_name,
+            last,
+            context,
+            hook,
+            request,
+            &mut verdict,
+        )
+        .await;
         verdict
     }
 
