@@ -148,9 +148,9 @@ impl Reloader {
                     "policy swapped in: {}",
                     swapped.summary
                 );
-                if policy.info().open_relay {
+                for chain in chains.open_relays() {
                     tracing::warn!(
-                        "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain"
+                        "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain{chain}"
                     );
                 }
                 Ok(swapped)

@@ -780,3 +780,26 @@ fn check_prints_every_chain_and_each_listeners_chain() {
         .exited(78)
         .complains("chain[0].module");
 }
+
+#[test]
+fn check_warns_about_a_chain_whose_every_enforcing_module_relays_for_anyone() {
+    let module = |name: &str, flag: u8| {
+        format!(
+            "[[chain.module]]\nname = \"{name}\"\nmodule = \"builtin:apple-relay\"\n[chain.module.config]\nopen_relay_addr_flag = {flag}\n"
+        )
+    };
+    let wide = format!(
+        "[[chain]]\nname = \"wide\"\n{}{}",
+        module("a", 0),
+        module("b", 0)
+    );
+    check(&wide)
+        .succeeded()
+        .says("OPEN RELAY: any client may relay mail to any domain (policy chain \"wide\")");
+    let narrow = format!(
+        "[policy.config]\nopen_relay_addr_flag = 1\n[[chain]]\nname = \"narrow\"\n{}{}",
+        module("a", 0),
+        module("b", 1)
+    );
+    check(&narrow).succeeded().never_says("OPEN RELAY");
+}

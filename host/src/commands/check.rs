@@ -67,8 +67,8 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
     for warning in config.warnings() {
         println!("WARNING:   {warning}");
     }
-    if info.open_relay {
-        println!("WARNING:   OPEN RELAY: any client may relay mail to any domain");
+    for chain in chains.open_relays() {
+        println!("WARNING:   OPEN RELAY: any client may relay mail to any domain{chain}");
     }
     Ok(())
 }

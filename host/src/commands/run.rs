@@ -46,9 +46,9 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
             }
         }
     }
-    if info.open_relay {
+    for chain in app.chains().open_relays() {
         tracing::warn!(
-            "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain"
+            "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain{chain}"
         );
     }
     // systemd (Type=notify): ready only now, with listeners bound and the

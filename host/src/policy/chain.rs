@@ -39,6 +39,21 @@ impl PolicyChain {
             .iter()
             .any(|m| m.policy.info().needs_client_name)
     }
+
+    /// Whether the chain relays for anyone as configured: every enforcing
+    /// module says it does (one that restricts relaying refuses for the
+    /// chain; a chain of dry-run modules only refuses nothing). A chain of
+    /// one module is open when that module says so, whatever its mode, as
+    /// a lone `[policy] module` always was.
+    pub fn open_relay(&self) -> bool {
+        if let [only] = self.modules.as_slice() {
+            return only.policy.info().open_relay;
+        }
+        self.modules
+            .iter()
+            .filter(|m| m.policy.settings().mode == PolicyMode::Enforce)
+            .all(|m| m.policy.info().open_relay)
+    }
 }
 
 /// Every chain the proxy serves; the first is `default`.
@@ -56,6 +71,25 @@ impl Chains {
     pub fn default_chain(&self) -> &Arc<PolicyChain> {
         // Built with `default` first and never empty (see `load_chains`).
         &self.chains[0]
+    }
+
+    /// What follows `OPEN RELAY` for each chain that relays for anyone:
+    /// nothing for the chain `default` of one module (the words it always
+    /// had), the chain's name for the others.
+    pub fn open_relays(&self) -> Vec<String> {
+        self.chains
+            .iter()
+            .filter(|chain| chain.open_relay())
+            .map(|chain| {
+                let lone_default =
+                    &*chain.name == crate::config::DEFAULT_CHAIN && chain.modules.len() == 1;
+                if lone_default {
+                    String::new()
+                } else {
+                    format!(" (policy chain {:?})", &*chain.name)
+                }
+            })
+            .collect()
     }
 
     /// Every chain, `default` first.
