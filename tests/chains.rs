@@ -5,7 +5,8 @@
 //! through, one module's file swapped on a running proxy (sessions pinned,
 //! the other module kept as it was, a bad file leaving the old chain
 //! serving), the watcher following every module file, two listeners
-//! asking different chains, and traces, transaction lines and the session
+//! asking different chains (a reload may not drop one a bound listener
+//! asks), and traces, transaction lines and the session
 //! span naming the module and chain.
 
 use relaygate_tests::admin::http;
@@ -477,4 +478,59 @@ async fn traces_and_transaction_lines_name_the_deciding_module() {
         "{transaction}"
     );
     assert_eq!(transaction["span"]["chain"], "default", "{transaction}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_may_not_remove_a_chain_a_bound_listener_asks() {
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("relaygate.toml");
+    let text = |chain: &str| {
+        format!(
+            r#"
+[proxy]
+upstream = "{}"
+[policy]
+watch = false
+[[listener]]
+name = "mx"
+address = "127.0.0.1:1"
+chain = "{chain}"
+[[chain]]
+name = "strict"
+{RELAY}
+"#,
+            upstream.addr()
+        )
+    };
+    std::fs::write(&file, text("strict")).unwrap();
+    let proxy = TestProxy::start_from_file(&file).await.unwrap();
+    let before = relaygate::reload::chain_digests(&proxy.reloader().chains());
+    // The new file moves the listener to `default` and drops `strict`; the
+    // bound listener still asks `strict` until a restart.
+    std::fs::write(
+        &file,
+        text("default").replace("name = \"strict\"", "name = \"other\""),
+    )
+    .unwrap();
+    let error = proxy
+        .reloader()
+        .reload("test")
+        .await
+        .expect_err("the bound listener's chain must stay");
+    assert!(
+        error.contains("\"mx\"") && error.contains("\"strict\""),
+        "{error}"
+    );
+    assert_eq!(
+        relaygate::reload::chain_digests(&proxy.reloader().chains()),
+        before
+    );
+    let reply = rcpt(
+        proxy.listener_addr("mx"),
+        "127.0.0.3",
+        "x@remote.example.net",
+    )
+    .await;
+    assert_eq!(reply.code, 554, "still the strict chain: {reply:?}");
 }
