@@ -149,6 +149,12 @@ async fn load_chain(
     dns: Option<crate::dns::Dns>,
     previous: Option<&Chains>,
 ) -> anyhow::Result<PolicyChain> {
+    // Validation refuses empty chains; every user of a chain relies on it.
+    anyhow::ensure!(
+        !chain.modules.is_empty(),
+        "chain {:?} has no modules",
+        chain.name
+    );
     let mut modules = Vec::with_capacity(chain.modules.len());
     for module in &chain.modules {
         let settings = module.settings(&config.policy);
