@@ -88,14 +88,14 @@ async fn metrics_count_real_sessions() {
     assert_eq!(
         metric(
             &text,
-            "relaygate_policy_calls_total{hook=\"rcpt-to\",verdict=\"reject\"}"
+            "relaygate_policy_calls_total{hook=\"rcpt-to\",verdict=\"reject\",module=\"policy\"}"
         ),
         1.0
     );
     assert_eq!(
         metric(
             &text,
-            "relaygate_policy_calls_total{hook=\"rcpt-to\",verdict=\"accept\"}"
+            "relaygate_policy_calls_total{hook=\"rcpt-to\",verdict=\"accept\",module=\"policy\"}"
         ),
         1.0
     );

@@ -73,6 +73,7 @@ async fn respond(request: Request<Incoming>, reloader: &Reloader) -> Response<Fu
                     "load_us": u64::try_from(policy.load_time().as_micros()).unwrap_or(u64::MAX),
                     "origin": format!("{:?}", policy.origin()).to_lowercase(),
                 },
+                "chains": chains_json(&reloader.chains()),
                 "reloads": reloader.status(),
                 "sessions": { "active": reloader.metrics().sessions_active.get() },
             });
@@ -110,4 +111,30 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<
         hyper::header::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// Every chain with its modules in order: name, mode, module and sha256.
+fn chains_json(chains: &crate::policy::Chains) -> serde_json::Value {
+    chains
+        .all()
+        .iter()
+        .map(|chain| {
+            let modules: Vec<_> = chain
+                .modules
+                .iter()
+                .map(|m| {
+                    json!({
+                        "name": &*m.name,
+                        "module": m.policy.name(),
+                        "mode": match m.policy.settings().mode {
+                            crate::config::PolicyMode::Enforce => "enforce",
+                            crate::config::PolicyMode::DryRun => "dry-run",
+                        },
+                        "digest": m.policy.digest(),
+                    })
+                })
+                .collect();
+            json!({ "name": &*chain.name, "modules": modules })
+        })
+        .collect()
 }

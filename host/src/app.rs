@@ -7,7 +7,7 @@ use crate::connection::{ListenerProfile, SharedState};
 use crate::dns::Dns;
 use crate::listener::{self, Listener, ServerLimits};
 use crate::metrics::Metrics;
-use crate::policy::{InstancePool, LoadedPolicy, PolicyEngine, load_configured};
+use crate::policy::{Chains, InstancePool, LoadedPolicy, PolicyEngine, load_chains};
 use crate::reload::Reloader;
 use crate::session::SessionLimits;
 use crate::upstream::{Upstream, UpstreamSettings};
@@ -80,8 +80,16 @@ impl App {
         let state_store = crate::state::StateStore::from_config(&config.state)?
             .with_error_counter(metrics.state_errors.clone());
         tracing::info!("policy state: {}", state_store.describe());
-        let pool =
-            InstancePool::for_sessions(config.proxy.max_connections, config.policy.memory_limit);
+        // One instance per chain module per session: size for the longest
+        // chain (a reload that lengthens it past this needs a restart to
+        // keep every session's instances in the pool).
+        let pool = InstancePool::for_sessions(
+            config
+                .proxy
+                .max_connections
+                .saturating_mul(config.longest_chain()),
+            config.policy.memory_limit,
+        );
         let engine = match PolicyEngine::pooled(config.policy.cache_dir.clone(), pool) {
             Ok(engine) => engine,
             Err(error) => {
@@ -97,7 +105,7 @@ impl App {
             }
         }
         .with_state(state_store);
-        let policy = load_configured(&engine, config, Some(dns.clone())).await?;
+        let chains = load_chains(&engine, config, Some(dns.clone()), None).await?;
         let tls = config
             .tls
             .as_ref()
@@ -125,7 +133,7 @@ impl App {
             data_timeout: proxy.data_timeout,
             max_session_duration: proxy.max_session_duration,
             early_talker_delay: proxy.early_talker_delay,
-            policy: arc_swap::ArcSwap::new(policy),
+            chains: arc_swap::ArcSwap::from_pointee(chains),
             dns: Some(dns.clone()),
             upstream: UpstreamSettings {
                 addr: proxy.upstream.clone(),
@@ -155,9 +163,16 @@ impl App {
         })
     }
 
-    /// The loaded policy.
+    /// The loaded policy: the first module of the chain `default`.
     pub fn policy(&self) -> Arc<LoadedPolicy> {
-        self.state.policy.load_full()
+        self.state.chains.load().default_chain().modules[0]
+            .policy
+            .clone()
+    }
+
+    /// Every policy chain now serving new sessions.
+    pub fn chains(&self) -> Arc<Chains> {
+        self.state.chains.load_full()
     }
 
     /// What reloads the policy (SIGHUP, file changes, the admin endpoint).

@@ -16,6 +16,31 @@ pub struct CallLabels {
     pub hook: &'static str,
     /// accept, reject or tempfail (after the failure mode).
     pub verdict: &'static str,
+    /// The chain module asked (`policy` for `[policy] module`).
+    pub module: String,
+}
+
+/// The `module` label alone: a chain module's name (bounded by the config).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModuleLabel {
+    /// The chain module's name.
+    pub module: String,
+}
+
+/// Labels of a policy failure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// trap, timeout, memory, invalid-reply or instantiate.
+    pub kind: &'static str,
+    /// The chain module that failed.
+    pub module: String,
+}
+
+/// A histogram family's constructor: policy call latency, 1 us .. ~1 s.
+type HistogramMaker = fn() -> Histogram;
+
+fn call_seconds() -> Histogram {
+    Histogram::new(exponential_buckets(1e-6, 4.0, 11))
 }
 
 /// A single `kind`/`outcome`/`result` label.
@@ -44,12 +69,13 @@ pub struct Metrics {
     pub sessions_active: Gauge,
     /// Transactions by outcome (delivered, rejected, failed, abandoned).
     pub transactions: Family<KindLabel, Counter>,
-    /// Policy calls by hook and verdict.
+    /// Policy calls by hook, verdict and chain module.
     pub policy_calls: Family<CallLabels, Counter>,
-    /// Policy call latency.
-    pub policy_call_seconds: Histogram,
-    /// Policy failures by kind (trap, timeout, memory, invalid-reply, instantiate).
-    pub policy_failures: Family<KindLabel, Counter>,
+    /// Policy call latency, by chain module.
+    pub policy_call_seconds: Family<ModuleLabel, Histogram, HistogramMaker>,
+    /// Policy failures by kind (trap, timeout, memory, invalid-reply,
+    /// instantiate) and chain module.
+    pub policy_failures: Family<FailureLabels, Counter>,
     /// Upstream errors (unreachable, timeouts, protocol errors).
     pub upstream_errors: Counter,
     /// Reloads by result (ok, failed).
@@ -81,8 +107,7 @@ impl Default for Metrics {
             sessions_active: Gauge::default(),
             transactions: Family::default(),
             policy_calls: Family::default(),
-            // 1 us .. ~1 s
-            policy_call_seconds: Histogram::new(exponential_buckets(1e-6, 4.0, 11)),
+            policy_call_seconds: Family::new_with_constructor(call_seconds),
             policy_failures: Family::default(),
             upstream_errors: Counter::default(),
             reloads: Family::default(),
@@ -116,7 +141,7 @@ impl Default for Metrics {
         );
         registry.register(
             "policy_calls",
-            "Policy hook calls by hook and verdict",
+            "Policy hook calls by hook, verdict and chain module",
             metrics.policy_calls.clone(),
         );
         registry.register(
@@ -177,21 +202,33 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Count one policy call.
+    /// Count one call of the chain module `module`.
     pub fn policy_call(
         &self,
+        module: &str,
         hook: &'static str,
         verdict: &'static str,
         elapsed: Duration,
         failure: Option<&'static str>,
     ) {
         self.policy_calls
-            .get_or_create(&CallLabels { hook, verdict })
+            .get_or_create(&CallLabels {
+                hook,
+                verdict,
+                module: module.to_string(),
+            })
             .inc();
-        self.policy_call_seconds.observe(elapsed.as_secs_f64());
+        self.policy_call_seconds
+            .get_or_create(&ModuleLabel {
+                module: module.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
         if let Some(kind) = failure {
             self.policy_failures
-                .get_or_create(&KindLabel { kind })
+                .get_or_create(&FailureLabels {
+                    kind,
+                    module: module.to_string(),
+                })
                 .inc();
         }
     }

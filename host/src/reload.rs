@@ -1,12 +1,14 @@
-//! Hot swap: re-read the configuration, compile and check the policy off the
-//! hot path, smoke-call its `init`, then swap it in atomically. Sessions in
-//! progress keep the module they started with; new sessions get the new one.
-//! A module that fails any step leaves the old one serving and is reported.
+//! Hot swap: re-read the configuration, compile and check every chain's
+//! modules off the hot path (reusing each module whose file digest and
+//! settings did not change), smoke-call the new ones' `init`, then swap the
+//! chains in atomically. Sessions in progress keep the chain they started
+//! with; new sessions get the new one. A module that fails any step leaves
+//! every old chain serving, and the error names the chain and the module.
 
-use crate::config::{Config, ConfigSource, ModuleSource};
+use crate::config::{Config, ConfigSource};
 use crate::connection::SharedState;
 use crate::dns::Dns;
-use crate::policy::{LoadedPolicy, PolicyEngine, load_configured};
+use crate::policy::{Chains, LoadedPolicy, PolicyEngine, load_chains};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,6 +39,8 @@ pub struct Swapped {
     pub micros: u64,
     /// Whether the compiled code came from a cache.
     pub origin: String,
+    /// Every chain module now serving: `chain/module` and its sha256.
+    pub modules: Vec<(String, String)>,
 }
 
 /// Performs reloads, one at a time.
@@ -70,12 +74,9 @@ impl Reloader {
         }
     }
 
-    /// The module file now configured, if the policy is a file.
-    pub fn module_path(&self) -> Option<std::path::PathBuf> {
-        match &self.lock_running().policy.module {
-            ModuleSource::File(path) => Some(path.clone()),
-            ModuleSource::BuiltinAppleRelay => None,
-        }
+    /// Every module file the chains now configured load.
+    pub fn module_files(&self) -> Vec<std::path::PathBuf> {
+        self.lock_running().module_files()
     }
 
     /// Whether `[policy] watch` is on.
@@ -83,9 +84,17 @@ impl Reloader {
         self.lock_running().policy.watch
     }
 
-    /// The policy now serving new sessions.
+    /// The policy now serving new sessions: the first module of the chain
+    /// `default`.
     pub fn current(&self) -> Arc<LoadedPolicy> {
-        self.state.policy.load_full()
+        self.state.chains.load().default_chain().modules[0]
+            .policy
+            .clone()
+    }
+
+    /// Every chain now serving new sessions.
+    pub fn chains(&self) -> Arc<Chains> {
+        self.state.chains.load_full()
     }
 
     /// Serving: listeners bound, policy compiled, not shutting down.
@@ -119,7 +128,8 @@ impl Reloader {
             .map(|d| d.as_secs());
         status.last_trigger = Some(trigger.to_string());
         match result {
-            Ok(policy) => {
+            Ok(chains) => {
+                let policy = chains.default_chain().modules[0].policy.clone();
                 status.ok += 1;
                 status.last_error = None;
                 let swapped = Swapped {
@@ -127,6 +137,7 @@ impl Reloader {
                     summary: policy.info().summary.clone(),
                     micros: micros(started.elapsed()),
                     origin: format!("{:?}", policy.origin()).to_lowercase(),
+                    modules: chain_digests(&chains),
                 };
                 tracing::info!(
                     trigger,
@@ -137,9 +148,9 @@ impl Reloader {
                     "policy swapped in: {}",
                     swapped.summary
                 );
-                if policy.info().open_relay {
+                for chain in chains.open_relays() {
                     tracing::warn!(
-                        "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain"
+                        "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain{chain}"
                     );
                 }
                 Ok(swapped)
@@ -156,7 +167,7 @@ impl Reloader {
         }
     }
 
-    async fn try_reload(&self) -> Result<Arc<LoadedPolicy>, String> {
+    async fn try_reload(&self) -> Result<Arc<Chains>, String> {
         let config = match &self.source.path {
             Some(_) => self
                 .source
@@ -187,13 +198,43 @@ impl Reloader {
             .map(crate::tls::acceptor)
             .transpose()
             .map_err(|e| format!("{e:#}"))?;
-        let policy = load_configured(&self.engine, &config, self.dns.clone())
-            .await
-            .map_err(|e| format!("{e:#}"))?;
-        self.state.policy.store(policy.clone());
+        // Listeners are bound once: each one's chain must still exist.
+        let running_listeners = self.lock_running().listeners();
+        for listener in running_listeners {
+            if !config.chains().iter().any(|c| c.name == listener.chain) {
+                return Err(format!(
+                    "the listener {:?} (bound until a restart) uses the chain {:?}, which the new config no longer has",
+                    listener.name, listener.chain
+                ));
+            }
+        }
+        let previous = self.state.chains.load_full();
+        let chains = Arc::new(
+            load_chains(&self.engine, &config, self.dns.clone(), Some(&previous))
+                .await
+                .map_err(|e| format!("{e:#}"))?,
+        );
+        for chain in chains.all() {
+            for module in &chain.modules {
+                let reused = previous
+                    .all()
+                    .iter()
+                    .flat_map(|c| c.modules.iter())
+                    .any(|m| Arc::ptr_eq(&m.policy, &module.policy));
+                tracing::info!(
+                    chain = %chain.name,
+                    module = %module.name,
+                    digest = module.policy.digest(),
+                    reused,
+                    "chain module {}",
+                    if reused { "kept" } else { "loaded" }
+                );
+            }
+        }
+        self.state.chains.store(chains.clone());
         self.state.tls.store(tls.map(Arc::new));
         *self.lock_running() = config;
-        Ok(policy)
+        Ok(chains)
     }
 
     fn lock_running(&self) -> std::sync::MutexGuard<'_, Config> {
@@ -203,4 +244,20 @@ impl Reloader {
 
 fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// `chain/module` and sha256 of every chain module.
+pub fn chain_digests(chains: &Chains) -> Vec<(String, String)> {
+    chains
+        .all()
+        .iter()
+        .flat_map(|chain| {
+            chain.modules.iter().map(move |m| {
+                (
+                    format!("{}/{}", chain.name, m.name),
+                    m.policy.digest().to_string(),
+                )
+            })
+        })
+        .collect()
 }

@@ -1,8 +1,10 @@
-//! Watching the policy module file: editors, `cp` and `mv` replacing the
-//! file all end in a reload once the file has been quiet for a moment.
+//! Watching the policy module files (every module of every chain):
+//! editors, `cp` and `mv` replacing a file all end in a reload once the
+//! files have been quiet for a moment. The reload reuses every module whose
+//! file did not change, so only the replaced module is swapped.
 //!
-//! The directory is watched rather than the file, so that a file replaced by
-//! rename (the safe way to install a module) is still seen.
+//! Each file's directory is watched rather than the file, so that a file
+//! replaced by rename (the safe way to install a module) is still seen.
 
 use crate::reload::Reloader;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -11,31 +13,38 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// How long the file must be quiet before it is loaded.
+/// How long the files must be quiet before they are loaded.
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// Watch the configured module file for as long as the returned task runs.
-/// Follows the module path when a reload changes it.
+/// Watch the configured module files for as long as the returned task runs.
+/// Follows the module paths when a reload changes them.
 pub fn spawn(reloader: Arc<Reloader>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let changed = Arc::new(Notify::new());
-        let mut watched: Option<(PathBuf, RecommendedWatcher)> = None;
+        let mut watched: Vec<(PathBuf, RecommendedWatcher)> = Vec::new();
         loop {
-            let wanted = reloader.module_path().filter(|_| reloader.watching());
-            if watched.as_ref().map(|(path, _)| path) != wanted.as_ref() {
-                watched = wanted.and_then(|path| match watch(&path, changed.clone()) {
-                    Ok(watcher) => {
-                        tracing::info!("watching {} for changes", path.display());
-                        Some((path, watcher))
-                    }
-                    Err(e) => {
-                        tracing::warn!("cannot watch {}: {e}", path.display());
-                        None
-                    }
-                });
+            let wanted = if reloader.watching() {
+                reloader.module_files()
+            } else {
+                Vec::new()
+            };
+            if watched.iter().map(|(path, _)| path).ne(wanted.iter()) {
+                watched = wanted
+                    .into_iter()
+                    .filter_map(|path| match watch(&path, changed.clone()) {
+                        Ok(watcher) => {
+                            tracing::info!("watching {} for changes", path.display());
+                            Some((path, watcher))
+                        }
+                        Err(e) => {
+                            tracing::warn!("cannot watch {}: {e}", path.display());
+                            None
+                        }
+                    })
+                    .collect();
             }
             changed.notified().await;
-            // Debounce: wait until the file has been quiet for a moment.
+            // Debounce: wait until the files have been quiet for a moment.
             while tokio::time::timeout(DEBOUNCE, changed.notified())
                 .await
                 .is_ok()

@@ -792,3 +792,45 @@ fn the_proxy_warns_at_start_about_a_dry_run() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_prints_every_chain_and_each_listeners_chain() {
+    check(
+        "[[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:2527\"\nchain = \"inbound\"\n[[chain]]\nname = \"inbound\"\n[[chain.module]]\nname = \"relay\"\nmodule = \"builtin:apple-relay\"\n[[chain.module]]\nname = \"shadow\"\nmodule = \"builtin:apple-relay\"\nmode = \"dry-run\"\n",
+    )
+    .succeeded()
+    .says("listener:  mx 127.0.0.1:2527 tls=starttls")
+    .says(" chain=inbound\n")
+    .says("chain:     default\n  1. policy builtin:apple-relay (apple-relay) mode=enforce sha256 ")
+    .says("chain:     inbound\n  1. relay builtin:apple-relay (apple-relay) mode=enforce sha256 ")
+    .says("  2. shadow builtin:apple-relay (apple-relay) mode=dry-run sha256 ");
+    check("[[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:2527\"\nchain = \"nope\"\n")
+        .exited(78)
+        .complains("listener[0].chain: no chain is named \"nope\"");
+    check("[[chain]]\nname = \"empty\"\n")
+        .exited(78)
+        .complains("chain[0].module");
+}
+
+#[test]
+fn check_warns_about_a_chain_whose_every_enforcing_module_relays_for_anyone() {
+    let module = |name: &str, flag: u8| {
+        format!(
+            "[[chain.module]]\nname = \"{name}\"\nmodule = \"builtin:apple-relay\"\n[chain.module.config]\nopen_relay_addr_flag = {flag}\n"
+        )
+    };
+    let wide = format!(
+        "[[chain]]\nname = \"wide\"\n{}{}",
+        module("a", 0),
+        module("b", 0)
+    );
+    check(&wide)
+        .succeeded()
+        .says("OPEN RELAY: any client may relay mail to any domain (policy chain \"wide\")");
+    let narrow = format!(
+        "[policy.config]\nopen_relay_addr_flag = 1\n[[chain]]\nname = \"narrow\"\n{}{}",
+        module("a", 0),
+        module("b", 1)
+    );
+    check(&narrow).succeeded().never_says("OPEN RELAY");
+}

@@ -1,15 +1,17 @@
-//! `relaygate check`: validate the config and policy, print the effective mode.
+//! `relaygate check`: validate the config and every policy chain, print the
+//! effective mode, each chain's modules and each listener's chain.
 
 use relaygate::app::describe_networks;
 use relaygate::config::Config;
+use relaygate::config::PolicyMode;
 use relaygate::net::client_group;
-use relaygate::policy::PolicyEngine;
-use relaygate::policy::load_configured;
+use relaygate::policy::{PolicyEngine, load_chains};
 
 /// `relaygate check`: everything `run` checks, without serving.
 pub async fn check(config: &Config) -> anyhow::Result<()> {
     let engine = PolicyEngine::new(config.policy.cache_dir.clone())?;
-    let policy = load_configured(&engine, config, None).await?;
+    let chains = load_chains(&engine, config, None, None).await?;
+    let policy = chains.default_chain().modules[0].policy.clone();
     let info = policy.info();
     let source = config.source.as_ref().map_or_else(
         || "embedded default".to_string(),
@@ -17,7 +19,11 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
     );
     println!("config:    {source}: OK");
     for listener in config.listeners() {
-        println!("listener:  {}", config.describe_listener(&listener));
+        println!(
+            "listener:  {} chain={}",
+            config.describe_listener(&listener),
+            listener.chain
+        );
     }
     println!("upstream:  {}", config.proxy.upstream);
     println!("hostname:  {}", config.proxy.hostname);
@@ -40,12 +46,29 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         policy.digest()
     );
     println!("mode:      {}", info.summary);
+    for chain in chains.all() {
+        println!("chain:     {}", chain.name);
+        for (at, module) in chain.modules.iter().enumerate() {
+            let mode = match module.policy.settings().mode {
+                PolicyMode::Enforce => "enforce",
+                PolicyMode::DryRun => "dry-run",
+            };
+            println!(
+                "  {}. {} {} ({}) mode={mode} sha256 {}",
+                at + 1,
+                module.name,
+                module.policy.name(),
+                module.policy.info().name,
+                module.policy.digest()
+            );
+        }
+    }
     print_state(config).await;
     for warning in config.warnings() {
         println!("WARNING:   {warning}");
     }
-    if info.open_relay {
-        println!("WARNING:   OPEN RELAY: any client may relay mail to any domain");
+    for chain in chains.open_relays() {
+        println!("WARNING:   OPEN RELAY: any client may relay mail to any domain{chain}");
     }
     Ok(())
 }

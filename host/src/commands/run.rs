@@ -30,9 +30,25 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
         "relaygate ready: {}",
         info.summary
     );
-    if info.open_relay {
+    if !config.chain_tables.is_empty() {
+        for chain in app.chains().all() {
+            for (at, module) in chain.modules.iter().enumerate() {
+                tracing::info!(
+                    chain = %chain.name,
+                    position = at + 1,
+                    module = %module.name,
+                    source = module.policy.name(),
+                    mode = ?module.policy.settings().mode,
+                    digest = module.policy.digest(),
+                    "chain module: {}",
+                    module.policy.info().summary
+                );
+            }
+        }
+    }
+    for chain in app.chains().open_relays() {
         tracing::warn!(
-            "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain"
+            "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain{chain}"
         );
     }
     // systemd (Type=notify): ready only now, with listeners bound and the

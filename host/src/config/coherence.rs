@@ -5,7 +5,8 @@
 //!
 //! `[policy.config]` belongs to the policy, so its keys are read here only
 //! for the embedded default policy (`builtin:apple-relay`), whose keys the
-//! host knows; a custom module's table is never judged by those names.
+//! host knows; a custom module's table is never judged by those names, nor
+//! are `[[chain]]` modules' tables (README.md, "Policy chains").
 
 use super::{Config, FailureMode, ListenerAuth, ModuleSource, PolicyMode, PolicyValue};
 
@@ -18,7 +19,13 @@ impl Config {
     /// A 0/1 flag of the embedded default policy: none when another policy
     /// runs or the value is not a flag (the policy itself refuses that).
     fn builtin_flag(&self, key: &str) -> Option<bool> {
-        if self.policy.module != ModuleSource::BuiltinAppleRelay {
+        // A `[[chain]]` named `default` replaces `[policy] module`: its
+        // table is then not what serves.
+        let replaced = self
+            .chain_tables
+            .iter()
+            .any(|chain| chain.name == super::DEFAULT_CHAIN);
+        if self.policy.module != ModuleSource::BuiltinAppleRelay || replaced {
             return None;
         }
         match self.policy.config.get(key) {

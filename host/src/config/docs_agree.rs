@@ -19,17 +19,27 @@ const README: &str = include_str!("../../../README.md");
 const EXAMPLE: &str = include_str!("../../../dist/relaygate.example.toml");
 
 /// Values for the keys without a default, so that every section can be built.
-const REQUIRED: &str = "[auth]\nbackend = \"imap\"\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[[listener]]\nname = \"x\"\naddress = \"127.0.0.1:1\"\n";
+const REQUIRED: &str = "[auth]\nbackend = \"imap\"\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[[listener]]\nname = \"x\"\naddress = \"127.0.0.1:1\"\n[[chain]]\nname = \"c\"\n[[chain.module]]\nname = \"m\"\nmodule = \"builtin:apple-relay\"\n";
 /// The keys without a default.
-const REQUIRED_KEYS: [&str; 5] = [
+const REQUIRED_KEYS: [&str; 8] = [
     "auth.backend",
     "tls.cert",
     "tls.key",
     "listener.name",
     "listener.address",
+    "chain.name",
+    "chain.module.name",
+    "chain.module.module",
 ];
-/// The table whose keys are the policy's own, not relaygate's.
-const POLICY_TABLE: &str = "policy.config";
+/// The tables whose keys are the policy's own, not relaygate's.
+const POLICY_TABLES: [&str; 2] = ["policy.config", "chain.module.config"];
+
+/// Whether `key` is a policy's own key (inside a policy config table).
+fn in_policy_table(key: &str) -> bool {
+    POLICY_TABLES
+        .iter()
+        .any(|table| key.starts_with(&format!("{table}.")))
+}
 
 /// Every key of the typed definition with the default the code uses, as
 /// JSON; null where the default is computed at run time.
@@ -50,7 +60,19 @@ fn definition() -> BTreeMap<String, Value> {
             panic!("[{section}] is a table");
         };
         for (key, default) in table {
-            keys.insert(format!("{section}.{key}"), default);
+            match default {
+                // A nested array of tables (`[[chain.module]]`): its keys.
+                Value::Array(mut nested) if nested.len() == 1 && nested[0].is_object() => {
+                    if let Value::Object(inner) = nested.remove(0) {
+                        for (leaf, default) in inner {
+                            keys.insert(format!("{section}.{key}.{leaf}"), default);
+                        }
+                    }
+                }
+                default => {
+                    keys.insert(format!("{section}.{key}"), default);
+                }
+            }
         }
     }
     keys
@@ -60,29 +82,51 @@ fn definition() -> BTreeMap<String, Value> {
 /// code's own spelling), or why it does not fit the key's type.
 fn as_code_reads_it(key: &str, value: &toml::Value) -> Result<Value, String> {
     let (section, name) = key.split_once('.').expect("keys are section.key");
+    // `chain.module.name`: the key `name` of the nested table `module`.
+    let (nested, name) = match name.split_once('.') {
+        Some((nested, leaf)) => (Some(nested), leaf),
+        None => (None, name),
+    };
     let mut table: toml::Table = toml::from_str(REQUIRED).expect("the required keys are TOML");
     let section_table = table
         .entry(section)
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    match section_table {
-        toml::Value::Table(keys) => {
+    if let Some(keys) = first_table(section_table) {
+        let keys = match nested {
+            Some(nested) => keys.get_mut(nested).and_then(first_table),
+            None => Some(keys),
+        };
+        if let Some(keys) = keys {
             keys.insert(name.to_string(), value.clone());
         }
-        toml::Value::Array(tables) => {
-            if let Some(toml::Value::Table(keys)) = tables.first_mut() {
-                keys.insert(name.to_string(), value.clone());
-            }
-        }
-        _ => {}
     }
     let text = toml::to_string(&table).map_err(|e| e.to_string())?;
     let file = decode(&text).map_err(|e| e.to_string())?;
     let json = serde_json::to_value(file).map_err(|e| e.to_string())?;
-    let section = &json[section];
-    Ok(match section {
-        Value::Array(tables) => tables[0][name].clone(),
-        table => table[name].clone(),
-    })
+    let section = match &json[section] {
+        Value::Array(tables) => &tables[0],
+        table => table,
+    };
+    let section = match nested {
+        Some(nested) => match &section[nested] {
+            Value::Array(tables) => &tables[0],
+            table => table,
+        },
+        None => section,
+    };
+    Ok(section[name].clone())
+}
+
+/// The table `value` is, or the first of the array of tables it is.
+fn first_table(value: &mut toml::Value) -> Option<&mut toml::Table> {
+    match value {
+        toml::Value::Table(keys) => Some(keys),
+        toml::Value::Array(tables) => match tables.first_mut() {
+            Some(toml::Value::Table(keys)) => Some(keys),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// A default the way the README writes it.
@@ -298,7 +342,7 @@ fn same_default(shown: &str, default: &Value) -> bool {
 fn key_sets_differ(name: &str, document: &Document, keys: &BTreeMap<String, Value>) -> Vec<String> {
     let mut problems = Vec::new();
     for shown in &document.keys {
-        if !keys.contains_key(&shown.key) && !shown.key.starts_with(&format!("{POLICY_TABLE}.")) {
+        if !keys.contains_key(&shown.key) && !in_policy_table(&shown.key) {
             problems.push(format!(
                 "{name} line {}: {} is documented but is not a key relaygate knows",
                 shown.line, shown.key
@@ -306,11 +350,8 @@ fn key_sets_differ(name: &str, document: &Document, keys: &BTreeMap<String, Valu
         }
     }
     for (key, default) in keys {
-        let documented = if key == POLICY_TABLE {
-            document
-                .sections
-                .iter()
-                .any(|section| section == POLICY_TABLE)
+        let documented = if POLICY_TABLES.contains(&key.as_str()) {
+            document.sections.iter().any(|section| section == key)
         } else {
             document.keys.iter().any(|shown| &shown.key == key)
         };
@@ -329,7 +370,7 @@ fn unreadable_values(name: &str, document: &Document) -> Vec<String> {
     document
         .keys
         .iter()
-        .filter(|shown| !shown.key.starts_with(&format!("{POLICY_TABLE}.")))
+        .filter(|shown| !in_policy_table(&shown.key))
         .filter_map(|shown| {
             as_code_reads_it(&shown.key, &shown.value).err().map(|why| {
                 format!(

@@ -58,6 +58,11 @@ pub struct ConfigFile {
     /// listen` and `proxy_protocol_listen`).
     #[serde(default)]
     pub listener: Vec<ListenerSection>,
+    /// `[[chain]]`: named policy chains, each an ordered list of modules
+    /// asked in turn at every hook. Default: none (only the chain `default`,
+    /// made of `[policy] module`).
+    #[serde(default)]
+    pub chain: Vec<ChainSection>,
 }
 
 /// `[proxy]`.
@@ -179,6 +184,57 @@ pub struct ListenerSection {
     /// Offer AUTH only under TLS (STARTTLS or implicit). Default: `[auth]
     /// require_tls`.
     pub require_tls: Option<bool>,
+    /// The policy chain its sessions are asked: a `[[chain]]` name.
+    #[serde(default = "listener_default::chain")]
+    pub chain: String,
+}
+
+/// The chain `[policy] module` stands for, and the default of a listener's
+/// `chain`.
+pub const DEFAULT_CHAIN: &str = "default";
+/// The name of the one module of the chain `default` when `[policy]`
+/// defines it.
+pub const DEFAULT_CHAIN_MODULE: &str = "policy";
+
+/// One `[[chain]]` table: a name and its modules, asked in order.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields)]
+pub struct ChainSection {
+    /// The chain's name, which listeners refer to: lower-case letters,
+    /// digits and `-`, unique. `default` replaces the chain `[policy]
+    /// module` defines.
+    pub name: String,
+    /// `[[chain.module]]`: the modules, asked in this order (at least one).
+    #[serde(default)]
+    pub module: Vec<ChainModuleSection>,
+}
+
+/// One `[[chain.module]]` table: `name` and `module` are required.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields)]
+pub struct ChainModuleSection {
+    /// The module's name in logs, metrics and traces: lower-case letters,
+    /// digits and `-`, unique within its chain.
+    pub name: String,
+    /// `builtin:apple-relay` or the path of a `.wasm` component.
+    pub module: String,
+    /// Whether this module's refusals are applied or only logged.
+    #[serde(default = "chain_default::mode")]
+    pub mode: ModeName,
+    /// `[chain.module.config]`: handed to this module as-is.
+    pub config: Option<toml::Table>,
+}
+
+/// The defaults of `[[chain.module]]`'s optional keys.
+pub mod chain_default {
+    use super::ModeName;
+
+    /// `mode`.
+    pub fn mode() -> ModeName {
+        ModeName::Enforce
+    }
 }
 
 /// The defaults of `[[listener]]`'s optional keys.
@@ -192,6 +248,10 @@ pub mod listener_default {
     /// `auth`.
     pub fn auth() -> ListenerAuthName {
         ListenerAuthName::Offered
+    }
+    /// `chain`.
+    pub fn chain() -> String {
+        super::DEFAULT_CHAIN.to_string()
     }
 }
 

@@ -105,6 +105,7 @@ pub(super) fn from_sections(
                 hostname,
                 auth: auth_mode,
                 require_tls,
+                chain: section.chain,
             }
         })
         .collect()
@@ -124,6 +125,7 @@ impl Config {
             hostname: self.proxy.hostname.clone(),
             auth: ListenerAuth::Offered,
             require_tls: self.auth.as_ref().is_none_or(|auth| auth.require_tls),
+            chain: super::DEFAULT_CHAIN.to_string(),
         };
         let plain = self
             .proxy

@@ -95,6 +95,18 @@ impl Config {
             }
         }
         problems.extend(self.module_problem());
+        for (index, chain) in self.chain_tables.iter().enumerate() {
+            for (at, module) in chain.modules.iter().enumerate() {
+                if let ModuleSource::File(path) = &module.module
+                    && let Err(e) = std::fs::File::open(path)
+                {
+                    problems.push(format!(
+                        "chain[{index}].module[{at}].module: cannot read {}: {e}",
+                        path.display()
+                    ));
+                }
+            }
+        }
         problems
     }
 

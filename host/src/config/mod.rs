@@ -5,6 +5,8 @@
 //!   its default and its doc.
 //! - `validate`: the parsed file turned into a [`Config`], every problem
 //!   collected.
+//! - `chains`: the `[[chain]]` tables and the chain `default` `[policy]`
+//!   stands for.
 //! - `load`: reading the file, and the checks that touch the filesystem
 //!   (the `[tls]` certificate through a [`CertificateCheck`] the caller
 //!   supplies).
@@ -15,6 +17,7 @@
 //!
 //! This module holds the runtime types.
 
+mod chains;
 mod coherence;
 #[cfg(test)]
 mod docs_agree;
@@ -26,9 +29,10 @@ mod source;
 mod state;
 mod validate;
 
+pub use chains::{ChainConfig, ChainModuleConfig};
 pub use file::{
-    BUILTIN_APPLE_RELAY, CLIENT_NAME_TIMEOUT, DEFAULT_COMMAND_TIMEOUT, DEFAULT_LISTEN,
-    DEFAULT_UPSTREAM, SUBSCRIBER_IPV6_PREFIX,
+    BUILTIN_APPLE_RELAY, CLIENT_NAME_TIMEOUT, DEFAULT_CHAIN, DEFAULT_CHAIN_MODULE,
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_LISTEN, DEFAULT_UPSTREAM, SUBSCRIBER_IPV6_PREFIX,
 };
 pub use load::{CertificateCheck, readable_is_enough};
 pub use policy_table::{PolicyConfig, PolicyValue};
@@ -58,6 +62,9 @@ pub struct Config {
     /// `[[listener]]` tables, checked. The listeners of `[proxy] listen` and
     /// `proxy_protocol_listen` are not here: [`Config::listeners`] gives all.
     pub listener_tables: Vec<ListenerConfig>,
+    /// `[[chain]]` tables, checked. The chain `default` that `[policy]`
+    /// stands for is not here: [`Config::chains`] gives all.
+    pub chain_tables: Vec<ChainConfig>,
     /// The file this came from; none for the embedded default.
     pub source: Option<PathBuf>,
 }
@@ -135,6 +142,8 @@ pub struct ListenerConfig {
     pub auth: ListenerAuth,
     /// AUTH only under TLS.
     pub require_tls: bool,
+    /// The policy chain its sessions are asked.
+    pub chain: String,
 }
 
 /// `[[listener]] tls`.
@@ -188,7 +197,7 @@ pub enum FailureMode {
 }
 
 /// `[policy]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PolicySettings {
     /// The module to run.
     pub module: ModuleSource,
@@ -210,6 +219,9 @@ pub struct PolicySettings {
     pub trace_clients: Vec<ipnet::IpNet>,
     /// `[policy.config]`, handed to the policy.
     pub config: PolicyConfig,
+    /// The state namespace: a `[[chain]]` module's name; none (the name
+    /// the policy gives in `init`) for `[policy] module`.
+    pub state_namespace: Option<String>,
 }
 
 /// `[dns]`.

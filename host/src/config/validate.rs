@@ -39,9 +39,11 @@ pub(super) fn validate(file: ConfigFile) -> (Config, Vec<String>) {
         tls.as_ref(),
         &mut problems,
     );
+    let chain_tables = super::chains::from_sections(file.chain, &mut problems);
     let config = Config {
         proxy,
         policy,
+        chain_tables,
         dns,
         auth,
         tls,
@@ -59,6 +61,7 @@ impl Config {
     /// of reading files (`load` checks that the policy module can be read).
     pub(super) fn overridable_problems(&self) -> Vec<String> {
         let mut problems = self.listener_problems();
+        problems.extend(self.chain_problems());
         if let Err(why) = check_host_port(&self.proxy.upstream) {
             problems.push(format!("proxy.upstream: {:?} {why}", self.proxy.upstream));
         }
@@ -192,6 +195,7 @@ fn policy_settings(policy: PolicySection, problems: &mut Vec<String>) -> PolicyS
         trace: policy.trace,
         trace_clients: policy.trace_clients,
         config,
+        state_namespace: None,
     }
 }
 

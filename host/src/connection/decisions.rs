@@ -1,6 +1,8 @@
-//! What happens to a policy answer before the session acts on it: it is
-//! counted, traced when tracing is on for this client, and, in dry-run
-//! mode, a refusal is logged and turned into an accept.
+//! What happens to one chain module's answer before the chain combines it:
+//! it is counted (labelled with the module), traced when tracing is on for
+//! this client, and, for a dry-run module, a refusal is logged. The chain's
+//! combination (`policy::ChainVerdict`) keeps a dry-run refusal from ever
+//! answering.
 
 use crate::config::PolicyMode;
 use crate::hook::{Decision, Hook, PolicyContext, PolicyRequest};
@@ -14,10 +16,12 @@ pub fn tracing_on(policy: &LoadedPolicy, context: &PolicyContext) -> bool {
     settings.trace || settings.trace_clients.iter().any(|net| net.contains(&ip))
 }
 
-/// Count, trace and apply the mode to one answer; returns the decision the
-/// session acts on.
+/// Count, trace and apply the mode to one answer of the chain module
+/// `module`; returns the decision the session would act on were this module
+/// alone (a dry-run refusal turned into an accept).
 pub fn apply(
     metrics: &Metrics,
+    module: &str,
     policy: &LoadedPolicy,
     context: &PolicyContext,
     hook: Hook,
@@ -26,6 +30,7 @@ pub fn apply(
 ) -> Decision {
     let failure = answer.failure.as_ref().map(|f| f.kind());
     metrics.policy_call(
+        module,
         hook.name(),
         answer.decision.label(),
         answer.elapsed,
@@ -40,6 +45,7 @@ pub fn apply(
         tracing::info!(
             target: "relaygate::trace",
             hook = hook.name(),
+            module,
             request = ?request,
             client = %context.client,
             client_name = ?context.client_name,
@@ -62,6 +68,7 @@ pub fn apply(
         (refusal, true) => {
             tracing::warn!(
                 hook = hook.name(),
+                module,
                 would = refusal.label(),
                 reply = ?reply,
                 "dry-run: the policy would have refused this; letting it through"

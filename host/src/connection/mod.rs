@@ -15,9 +15,9 @@ use transcript::{Answered, Transcript};
 use crate::config::{ListenerAuth, ListenerTls};
 use crate::credentials::{Authenticator, Credentials, Verification};
 use crate::dns::Dns;
-use crate::hook::{Decision, Hook, MessageSummary, PolicyContext};
+use crate::hook::{Decision, Hook, MessageSummary, PolicyContext, PolicyRequest};
 use crate::metrics::Metrics;
-use crate::policy::{LoadedPolicy, PolicyInstance};
+use crate::policy::{ChainVerdict, Chains, Next, PolicyChain, PolicyInstance};
 use crate::session::sasl::{AuthAttempt, CredentialCheck};
 use crate::session::{
     Action, Capabilities, DataOutcome, Session, SessionLimits, UpstreamProblem, UpstreamStep,
@@ -57,8 +57,9 @@ pub struct SharedState {
     pub max_session_duration: Duration,
     /// Pre-greeting wait for early talkers (zero: none).
     pub early_talker_delay: Duration,
-    /// The policy new sessions are pinned to.
-    pub policy: arc_swap::ArcSwap<LoadedPolicy>,
+    /// The policy chains new sessions are pinned to (each session takes
+    /// its listener's chain when it starts).
+    pub chains: arc_swap::ArcSwap<Chains>,
     /// The resolver for client names.
     pub dns: Option<Dns>,
     /// How to reach the upstream.
@@ -108,15 +109,15 @@ pub async fn serve_client<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let id = state.next_session.fetch_add(1, Ordering::Relaxed);
-    let policy = state.policy.load_full();
-    let span = tracing::info_span!("session", id, listener = %profile.name, client = %client, server = %server, policy = %short_digest(policy.digest()));
+    let chain = chain_for(&state, &profile.chain);
+    let span = tracing::info_span!("session", id, listener = %profile.name, client = %client, server = %server, chain = %chain.name, policy = %short_digest(chain.modules[0].policy.digest()));
     async move {
         let acceptor = state.tls.load_full();
         let start = SessionStart {
             id,
             client,
             server,
-            policy,
+            chain,
             profile,
             state,
             shutdown,
@@ -169,7 +170,7 @@ struct SessionStart {
     id: u64,
     client: SocketAddr,
     server: SocketAddr,
-    policy: Arc<LoadedPolicy>,
+    chain: Arc<PolicyChain>,
     profile: Arc<ListenerProfile>,
     state: Arc<SharedState>,
     shutdown: watch::Receiver<bool>,
@@ -186,17 +187,13 @@ impl SessionStart {
             id,
             client,
             server,
-            policy,
+            chain,
             profile,
             state,
             shutdown,
         } = self;
         let _active = ActiveSession::enter(&state.metrics);
-        let client_name = match state
-            .dns
-            .clone()
-            .filter(|_| policy.info().needs_client_name)
-        {
+        let client_name = match state.dns.clone().filter(|_| chain.needs_client_name()) {
             Some(dns) => lookup_client_name(dns, client).await,
             None => None,
         };
@@ -224,7 +221,11 @@ impl SessionStart {
             tls: starttls,
             hostname: profile.hostname.clone(),
             session,
-            policy: PolicyInstance::new(policy, id),
+            policies: chain
+                .modules
+                .iter()
+                .map(|m| (m.name.clone(), PolicyInstance::new(m.policy.clone(), id)))
+                .collect(),
             upstream: None,
             state: state.clone(),
             shutdown,
@@ -281,13 +282,95 @@ struct Driver<S> {
     /// Our name towards this client (the listener's).
     hostname: String,
     session: Session,
-    policy: PolicyInstance,
+    /// One instance per module of the session's chain, in chain order.
+    policies: Vec<(Arc<str>, PolicyInstance)>,
     upstream: Option<Upstream>,
     state: Arc<SharedState>,
     shutdown: watch::Receiver<bool>,
 }
 
+/// Ask one chain module, count and trace its answer as its own, and add it
+/// to `verdict`.
+async fn ask_module(
+    metrics: &Metrics,
+    name: &Arc<str>,
+    instance: &mut PolicyInstance,
+    context: &PolicyContext,
+    hook: Hook,
+    request: PolicyRequest,
+    verdict: &mut ChainVerdict,
+) -> Next {
+    let policy = instance.policy().clone();
+    let traced = decisions::tracing_on(&policy, context).then(|| request.clone());
+    let answer = instance.ask(context, request).await;
+    decisions::apply(
+        metrics,
+        name,
+        &policy,
+        context,
+        hook,
+        traced.as_ref(),
+        &answer,
+    );
+    let next = verdict.add(name, policy.settings().mode, &answer.decision, answer.offer);
+    if next == Next::Stop {
+        tracing::debug!(hook = hook.name(), module = %name, "refused by chain module");
+    }
+    next
+}
+
+/// The chain `name` as it is now; the default chain (with a warning) when
+/// a reload has removed it since the listener was bound.
+fn chain_for(state: &SharedState, name: &str) -> Arc<PolicyChain> {
+    let chains = state.chains.load();
+    chains.get(name).unwrap_or_else(|| {
+        tracing::warn!(
+            chain = name,
+            "no such policy chain any more; using the default chain"
+        );
+        chains.default_chain().clone()
+    })
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
+    /// Ask the chain's modules in order until an enforcing one refuses
+    /// (README.md, "Policy chains"); each answer counted and traced as its
+    /// module's. The request is cloned for all but the last module.
+    async fn ask_chain(&mut self, hook: Hook, request: PolicyRequest) -> ChainVerdict {
+        let mut verdict = ChainVerdict::new();
+        let context = self.session.context();
+        let metrics = &self.state.metrics;
+        let Some(((last_name, last), first)) = self.policies.split_last_mut() else {
+            return verdict;
+        };
+        for (name, instance) in first {
+            let next = ask_module(
+                metrics,
+                name,
+                instance,
+                context,
+                hook,
+                request.clone(),
+                &mut verdict,
+            )
+            .await;
+            if next == Next::Stop {
+                return verdict;
+            }
+        }
+        ask_module(
+            metrics,
+            last_name,
+            last,
+            context,
+            hook,
+            request,
+            &mut verdict,
+        )
+        .await;
+        verdict
+    }
+
     async fn run(&mut self) {
         let delay = self.state.early_talker_delay;
         if !delay.is_zero() && self.conn.talks_within(delay).await {
@@ -301,18 +384,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
             action = match action {
                 Action::Ask(request) => {
                     let hook = request.hook();
-                    let policy = self.policy.policy().clone();
-                    let traced = decisions::tracing_on(&policy, self.session.context())
-                        .then(|| request.clone());
-                    let answer = self.policy.ask(self.session.context(), request).await;
-                    let decision = decisions::apply(
-                        &self.state.metrics,
-                        &policy,
-                        self.session.context(),
-                        hook,
-                        traced.as_ref(),
-                        &answer,
-                    );
+                    let verdict = self.ask_chain(hook, request).await;
+                    if let Some(module) = verdict.decided_by() {
+                        self.transcript.refused_by(hook.name(), module);
+                    }
+                    let decision = verdict.decision().clone();
                     if hook == Hook::Auth {
                         if decision == Decision::Accept {
                             // The upstream learns the identity in XCLIENT when
@@ -323,7 +399,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                             self.state.metrics.auth_failures.inc();
                         }
                     }
-                    self.session.policy_answered(decision, answer.offer)
+                    self.session.policy_answered(decision, verdict.offer())
                 }
                 Action::Upstream(step) => self.upstream_step(&step).await,
                 Action::Reply(reply) => {

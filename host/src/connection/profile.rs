@@ -1,7 +1,7 @@
 //! What one listener changes about the sessions it accepts: its name (in
 //! the session's log span and the metrics' `listener` label), whether TLS
-//! starts at accept, whether STARTTLS may be offered, its host name and its
-//! AUTH rules.
+//! starts at accept, whether STARTTLS may be offered, its host name, its
+//! AUTH rules and the policy chain its sessions are asked.
 
 use crate::config::{ListenerAuth, ListenerConfig, ListenerTls};
 
@@ -18,6 +18,8 @@ pub struct ListenerProfile {
     pub auth: ListenerAuth,
     /// AUTH only under TLS.
     pub auth_requires_tls: bool,
+    /// The policy chain its sessions are asked.
+    pub chain: String,
 }
 
 impl ListenerProfile {
@@ -29,6 +31,7 @@ impl ListenerProfile {
             hostname: listener.hostname.clone(),
             auth: listener.auth,
             auth_requires_tls: listener.require_tls,
+            chain: listener.chain.clone(),
         }
     }
 
@@ -41,6 +44,7 @@ impl ListenerProfile {
             hostname: hostname.to_string(),
             auth: ListenerAuth::Offered,
             auth_requires_tls,
+            chain: crate::config::DEFAULT_CHAIN.to_string(),
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct Transcript {
     recipients: Vec<String>,
     in_data: bool,
     bytes: u64,
+    /// `hook:module` of each chain refusal in this transaction.
+    refused_by: Vec<String>,
 }
 
 impl Transcript {
@@ -46,6 +48,14 @@ impl Transcript {
             Answered::Data if self.in_data => self.finish(Some(reply), metrics),
             Answered::Reset => self.abandon(metrics),
             _ => {}
+        }
+    }
+
+    /// The chain module `module` refused at `hook`: named in the line of
+    /// the open transaction, if any.
+    pub fn refused_by(&mut self, hook: &str, module: &str) {
+        if self.started.is_some() {
+            self.refused_by.push(format!("{hook}:{module}"));
         }
     }
 
@@ -79,6 +89,7 @@ impl Transcript {
             outcome,
             sender = %self.sender,
             recipients = ?self.recipients,
+            refused_by = ?self.refused_by,
             reply = %reply.map(ToString::to_string).unwrap_or_default(),
             bytes = self.bytes,
             duration_ms = u64::try_from(duration_ms).unwrap_or(u64::MAX),

@@ -184,10 +184,16 @@ impl PolicyInstance {
                 policy.settings.memory_limit,
                 policy.settings.call_timeout,
             );
-            // Keys are namespaced by the name the policy gave in `init`;
+            // Keys are namespaced by the chain module's name, or for
+            // `[policy] module` by the name the policy gave in `init`;
             // `init` itself runs before that and gets no state.
-            if !policy.info.name.is_empty() {
-                state.state_keys = Some(policy.state.namespace(&policy.info.name));
+            let namespace = policy
+                .settings
+                .state_namespace
+                .as_deref()
+                .unwrap_or(&policy.info.name);
+            if !namespace.is_empty() {
+                state.state_keys = Some(policy.state.namespace(namespace));
             }
             let mut store = Store::new(policy.pre.engine(), state);
             store.limiter(|state| state);
