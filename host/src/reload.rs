@@ -148,7 +148,9 @@ impl Reloader {
                     "policy swapped in: {}",
                     swapped.summary
                 );
-                for chain in chains.open_relays() {
+                // Listeners change only on restart: the running ones ask.
+                let in_use = self.lock_running().chains_in_use();
+                for chain in chains.open_relays(&in_use) {
                     tracing::warn!(
                         "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain{chain}"
                     );

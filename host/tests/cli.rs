@@ -801,8 +801,10 @@ fn check_prints_every_chain_and_each_listeners_chain() {
     .succeeded()
     .says("listener:  mx 127.0.0.1:2527 tls=starttls")
     .says(" chain=inbound\n")
-    .says("chain:     default\n  1. policy builtin:apple-relay (apple-relay) mode=enforce sha256 ")
-    .says("chain:     inbound\n  1. relay builtin:apple-relay (apple-relay) mode=enforce sha256 ")
+    .says("policy:    no listener asks the chain default: each asks its own")
+    .says("chain:     default (asked by no listener: serves no one)\n  1. policy builtin:apple-relay (apple-relay) mode=enforce sha256 ")
+    .says("chain:     inbound (asked by mx)\n  1. relay builtin:apple-relay (apple-relay) mode=enforce sha256 ")
+    .says("     restricted relay OFF, AUTH OFF: OPEN RELAY")
     .says("  2. shadow builtin:apple-relay (apple-relay) mode=dry-run sha256 ");
     check("[[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:2527\"\nchain = \"nope\"\n")
         .exited(78)
@@ -819,18 +821,30 @@ fn check_warns_about_a_chain_whose_every_enforcing_module_relays_for_anyone() {
             "[[chain.module]]\nname = \"{name}\"\nmodule = \"builtin:apple-relay\"\n[chain.module.config]\nopen_relay_addr_flag = {flag}\n"
         )
     };
+    let listener = |chain: &str| {
+        format!("[[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:2528\"\nchain = \"{chain}\"\n")
+    };
     let wide = format!(
         "[[chain]]\nname = \"wide\"\n{}{}",
         module("a", 0),
         module("b", 0)
     );
-    check(&wide)
+    check(&format!("{}{wide}", listener("wide")))
         .succeeded()
         .says("OPEN RELAY: any client may relay mail to any domain (policy chain \"wide\")");
+    // A chain no listener asks serves no one: nothing to announce.
+    check(&format!(
+        "[policy.config]\nopen_relay_addr_flag = 1\n{wide}"
+    ))
+    .succeeded()
+    .never_says("WARNING:   OPEN RELAY");
     let narrow = format!(
-        "[policy.config]\nopen_relay_addr_flag = 1\n[[chain]]\nname = \"narrow\"\n{}{}",
+        "{}[[chain]]\nname = \"narrow\"\n{}{}",
+        listener("narrow"),
         module("a", 0),
         module("b", 1)
     );
-    check(&narrow).succeeded().never_says("OPEN RELAY");
+    check(&narrow)
+        .succeeded()
+        .never_says("WARNING:   OPEN RELAY");
 }

@@ -3,7 +3,7 @@
 
 use relaygate::app::describe_networks;
 use relaygate::config::Config;
-use relaygate::config::PolicyMode;
+use relaygate::config::{DEFAULT_CHAIN, PolicyMode};
 use relaygate::net::client_group;
 use relaygate::policy::{PolicyEngine, load_chains};
 
@@ -39,15 +39,31 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         config.proxy.per_client_ipv6_prefix,
         describe_networks(&exempt)
     );
-    println!(
-        "policy:    {} ({}), sha256 {}",
-        policy.name(),
-        info.name,
-        policy.digest()
-    );
-    println!("mode:      {}", info.summary);
+    let in_use = config.chains_in_use();
+    if in_use.iter().any(|name| name == DEFAULT_CHAIN) {
+        println!(
+            "policy:    {} ({}), sha256 {}",
+            policy.name(),
+            info.name,
+            policy.digest()
+        );
+        println!("mode:      {}", info.summary);
+    } else {
+        println!("policy:    no listener asks the chain default: each asks its own");
+    }
     for chain in chains.all() {
-        println!("chain:     {}", chain.name);
+        let asked_by: Vec<String> = config
+            .listeners()
+            .into_iter()
+            .filter(|listener| *listener.chain == *chain.name)
+            .map(|listener| listener.name)
+            .collect();
+        let asked_by = if asked_by.is_empty() {
+            "no listener: serves no one".to_string()
+        } else {
+            asked_by.join(", ")
+        };
+        println!("chain:     {} (asked by {asked_by})", chain.name);
         for (at, module) in chain.modules.iter().enumerate() {
             let mode = match module.policy.settings().mode {
                 PolicyMode::Enforce => "enforce",
@@ -61,13 +77,14 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
                 module.policy.info().name,
                 module.policy.digest()
             );
+            println!("     {}", module.policy.info().summary);
         }
     }
     print_state(config).await;
     for warning in config.warnings() {
         println!("WARNING:   {warning}");
     }
-    for chain in chains.open_relays() {
+    for chain in chains.open_relays(&config.chains_in_use()) {
         println!("WARNING:   OPEN RELAY: any client may relay mail to any domain{chain}");
     }
     Ok(())

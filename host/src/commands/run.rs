@@ -46,7 +46,7 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
             }
         }
     }
-    for chain in app.chains().open_relays() {
+    for chain in app.chains().open_relays(&config.chains_in_use()) {
         tracing::warn!(
             "OPEN RELAY: as configured, the policy lets ANY client relay mail to ANY domain{chain}"
         );

@@ -154,6 +154,18 @@ pub(super) fn module_source(text: &str) -> Result<ModuleSource, String> {
 }
 
 impl Config {
+    /// The names of the chains some listener asks, each once, in listener
+    /// order.
+    pub fn chains_in_use(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for listener in self.listeners() {
+            if !names.contains(&listener.chain) {
+                names.push(listener.chain);
+            }
+        }
+        names
+    }
+
     /// Every policy chain: `default` first (the `[[chain]]` named `default`
     /// when there is one, else `[policy] module` as the one module named
     /// `policy`), then the other `[[chain]]` tables in file order.
@@ -290,18 +302,37 @@ mode = "dry-run"
     }
 
     #[test]
-    fn a_replaced_policy_section_is_not_judged_by_its_keys() {
+    fn the_serving_chains_tables_are_judged_not_a_replaced_policy_section() {
         let auth = "[auth]\nbackend = \"imap\"\nserver = \"127.0.0.1:143\"\nrequire_tls = false\n";
-        let about_flag = |text: &str| {
+        let about_flag = |text: &str| -> Vec<String> {
             Config::parse(text)
                 .expect("valid")
                 .warnings()
-                .iter()
-                .any(|w| w.contains("smtp_plain_login_flag"))
+                .into_iter()
+                .filter(|w| w.contains("smtp_plain_login_flag"))
+                .collect()
         };
-        assert!(about_flag(auth));
-        let replaced = format!("{auth}{}", TWO.replace("\"strict\"", "\"default\""));
-        assert!(!about_flag(&replaced));
+        let lone = about_flag(auth);
+        assert!(
+            lone[0].contains("policy.config.smtp_plain_login_flag is 0"),
+            "{lone:?}"
+        );
+        // `[policy.config]` says 1, but the chain that replaced it serves.
+        let replaced = format!(
+            "{auth}[policy.config]\nsmtp_plain_login_flag = 1\n{}",
+            TWO.replace("\"strict\"", "\"default\"")
+        );
+        let chained = about_flag(&replaced);
+        assert_eq!(chained.len(), 1, "{chained:?}");
+        assert!(
+            chained[0]
+                .contains("chain \"default\" module \"relay\": config.smtp_plain_login_flag is 0"),
+            "{chained:?}"
+        );
+        // A chain no listener asks is not judged at all.
+        let unused = format!("{auth}{TWO}");
+        let warned = about_flag(&unused);
+        assert!(warned.iter().all(|w| !w.contains("strict")), "{warned:?}");
     }
 
     #[test]

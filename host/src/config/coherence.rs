@@ -3,45 +3,67 @@
 //! (and a serving proxy logs as an error), [`Config::warnings`] what is said
 //! loudly at start and by `relaygate check`.
 //!
-//! `[policy.config]` belongs to the policy, so its keys are read here only
-//! for the embedded default policy (`builtin:apple-relay`), whose keys the
-//! host knows; a custom module's table is never judged by those names, nor
-//! are `[[chain]]` modules' tables (README.md, "Policy chains").
+//! A module's config table belongs to the policy, so its keys are read here
+//! only for modules of the embedded default policy (`builtin:apple-relay`),
+//! whose keys the host knows, and only in the chains some listener asks; a
+//! custom module's table is never judged by those names.
 
-use super::{Config, FailureMode, ListenerAuth, ModuleSource, PolicyMode, PolicyValue};
+use super::{
+    ChainConfig, Config, FailureMode, ListenerAuth, ModuleSource, PolicyMode, PolicyValue,
+};
 
 /// `open_relay_addr_flag` of the embedded policy.
 const RESTRICTED_RELAY_KEY: &str = "open_relay_addr_flag";
 /// `smtp_plain_login_flag` of the embedded policy.
 const AUTH_KEY: &str = "smtp_plain_login_flag";
 
-impl Config {
-    /// A 0/1 flag of the embedded default policy: none when another policy
-    /// runs or the value is not a flag (the policy itself refuses that).
-    fn builtin_flag(&self, key: &str) -> Option<bool> {
-        // A `[[chain]]` named `default` replaces `[policy] module`: its
-        // table is then not what serves.
-        let replaced = self
-            .chain_tables
-            .iter()
-            .any(|chain| chain.name == super::DEFAULT_CHAIN);
-        if self.policy.module != ModuleSource::BuiltinAppleRelay || replaced {
-            return None;
-        }
-        match self.policy.config.get(key) {
-            None | Some(PolicyValue::Integer(0) | PolicyValue::Boolean(false)) => Some(false),
-            Some(PolicyValue::Integer(1) | PolicyValue::Boolean(true)) => Some(true),
-            Some(_) => None,
-        }
+/// A 0/1 flag of the embedded default policy in `chain`, read from its
+/// first enforcing `builtin:apple-relay` module: none when the chain runs
+/// none, or the value is not a flag (the policy itself refuses that).
+fn builtin_flag(chain: &ChainConfig, key: &str) -> Option<bool> {
+    let module = chain.modules.iter().find(|module| {
+        module.module == ModuleSource::BuiltinAppleRelay && module.mode == PolicyMode::Enforce
+    })?;
+    match module.config.get(key) {
+        None | Some(PolicyValue::Integer(0) | PolicyValue::Boolean(false)) => Some(false),
+        Some(PolicyValue::Integer(1) | PolicyValue::Boolean(true)) => Some(true),
+        Some(_) => None,
     }
+}
 
-    /// Who cannot send when the embedded policy requires AUTH that is never offered.
-    fn locked_out(&self) -> &'static str {
-        if self.builtin_flag(RESTRICTED_RELAY_KEY) == Some(true) {
-            "every client outside open_relay_addr_list"
-        } else {
-            "every client"
+/// Where a chain's embedded-policy keys are written, for messages:
+/// `policy.config` for `[policy] module`, the chain and module otherwise.
+fn table_of(chain: &ChainConfig) -> String {
+    let module = chain
+        .modules
+        .iter()
+        .find(|module| module.module == ModuleSource::BuiltinAppleRelay);
+    match module {
+        Some(module) if module.state_namespace.is_some() => {
+            format!("chain {:?} module {:?}: config", chain.name, module.name)
         }
+        _ => "policy.config".to_string(),
+    }
+}
+
+/// Who cannot send when the embedded policy in `chain` requires AUTH that is
+/// never offered.
+fn locked_out(chain: &ChainConfig) -> &'static str {
+    if builtin_flag(chain, RESTRICTED_RELAY_KEY) == Some(true) {
+        "every client outside open_relay_addr_list"
+    } else {
+        "every client"
+    }
+}
+
+impl Config {
+    /// The chains some listener asks.
+    fn serving_chains(&self) -> Vec<ChainConfig> {
+        let in_use = self.chains_in_use();
+        self.chains()
+            .into_iter()
+            .filter(|chain| in_use.contains(&chain.name))
+            .collect()
     }
 
     /// Combinations that lock clients out, one line each naming the keys and
@@ -50,15 +72,19 @@ impl Config {
     /// still can (listed ones), rather than none.
     pub fn unworkable(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.builtin_flag(AUTH_KEY) == Some(true) {
+        for chain in self.serving_chains() {
+            if builtin_flag(&chain, AUTH_KEY) != Some(true) {
+                continue;
+            }
+            let table = table_of(&chain);
             match &self.auth {
                 None => problems.push(format!(
-                    "policy.config.{AUTH_KEY} = 1 requires SMTP AUTH, but there is no [auth] section, so AUTH is never offered and {} can never send mail; add an [auth] section naming a credential backend, or set {AUTH_KEY} = 0",
-                    self.locked_out()
+                    "{table}.{AUTH_KEY} = 1 requires SMTP AUTH, but there is no [auth] section, so AUTH is never offered and {} can never send mail; add an [auth] section naming a credential backend, or set {AUTH_KEY} = 0",
+                    locked_out(&chain)
                 )),
                 Some(auth) if auth.require_tls && self.tls.is_none() => problems.push(format!(
-                    "policy.config.{AUTH_KEY} = 1 requires SMTP AUTH and auth.require_tls = true (the default) offers it only after STARTTLS, but there is no [tls] certificate, so AUTH is never offered and {} can never send mail; add a [tls] section (cert, key), or set auth.require_tls = false",
-                    self.locked_out()
+                    "{table}.{AUTH_KEY} = 1 requires SMTP AUTH and auth.require_tls = true (the default) offers it only after STARTTLS, but there is no [tls] certificate, so AUTH is never offered and {} can never send mail; add a [tls] section (cert, key), or set auth.require_tls = false",
+                    locked_out(&chain)
                 )),
                 Some(_) => {}
             }
@@ -69,24 +95,39 @@ impl Config {
     /// Settings that work but probably not as intended, one line each.
     pub fn warnings(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        let builtin_auth = self.builtin_flag(AUTH_KEY);
-        let auth_required: Vec<&str> = self
-            .listener_tables
+        let serving = self.serving_chains();
+        let flags: Vec<Option<bool>> = serving
             .iter()
-            .filter(|listener| listener.auth == ListenerAuth::Required)
-            .map(|listener| listener.name.as_str())
+            .map(|chain| builtin_flag(chain, AUTH_KEY))
             .collect();
         if let Some(auth) = &self.auth {
-            if builtin_auth == Some(false) && !auth_required.is_empty() {
+            for listener in &self.listener_tables {
+                let chain = serving.iter().find(|chain| chain.name == listener.chain);
+                let Some(chain) = chain.filter(|_| listener.auth == ListenerAuth::Required) else {
+                    continue;
+                };
+                if builtin_flag(chain, AUTH_KEY) == Some(false) {
+                    notes.push(format!(
+                        "listener {} requires AUTH but {}.{AUTH_KEY} is 0: the default policy then treats an authenticated client like any other, so it may send only to local_domains (or from open_relay_addr_list); set {AUTH_KEY} = 1 to let authenticated clients relay",
+                        listener.name,
+                        table_of(chain)
+                    ));
+                }
+            }
+            let required_somewhere = self
+                .listener_tables
+                .iter()
+                .any(|listener| listener.auth == ListenerAuth::Required);
+            if flags.iter().all(|flag| *flag == Some(false)) && !required_somewhere {
                 notes.push(format!(
-                    "listener {} requires AUTH but policy.config.{AUTH_KEY} is 0: the default policy then treats an authenticated client like any other, so it may send only to local_domains (or from open_relay_addr_list); set {AUTH_KEY} = 1 to let authenticated clients relay",
-                    auth_required.join(", ")
+                    "[auth] is configured but {}.{AUTH_KEY} is 0: the default policy never offers AUTH, so no client can authenticate and [auth] is never used; set {AUTH_KEY} = 1 to require it, or remove [auth]",
+                    serving.first().map_or_else(|| "policy.config".to_string(), table_of)
                 ));
-            } else if builtin_auth == Some(false) {
-                notes.push(format!(
-                    "[auth] is configured but policy.config.{AUTH_KEY} is 0: the default policy never offers AUTH, so no client can authenticate and [auth] is never used; set {AUTH_KEY} = 1 to require it, or remove [auth]"
-                ));
-            } else if auth.require_tls && self.tls.is_none() && builtin_auth != Some(true) {
+            } else if auth.require_tls
+                && self.tls.is_none()
+                && !flags.contains(&Some(true))
+                && !required_somewhere
+            {
                 notes.push(
                     "[auth] require_tls = true but there is no [tls] certificate: STARTTLS is never possible, so AUTH is never offered".to_string(),
                 );

@@ -533,3 +533,25 @@ fn defaults_are_read_the_way_the_readme_writes_them() {
         Ok(Value::String("5m".into()))
     );
 }
+
+/// The README's three-port example, as shipped in `dist/`.
+const MAILHOST: &str = include_str!("../../../dist/relaygate.mailhost.toml");
+
+#[test]
+fn the_mail_host_example_is_valid_and_warns_of_nothing() {
+    // Its module files and certificate live on the mail host, not here:
+    // everything but the file checks.
+    let file = super::load::decode(MAILHOST).expect("the example decodes");
+    let (config, problems) = super::validate::validate(file);
+    assert_eq!(problems, Vec::<String>::new());
+    assert_eq!(config.unworkable(), Vec::<String>::new());
+    assert_eq!(config.warnings(), Vec::<String>::new());
+    assert_eq!(config.chains_in_use(), ["inbound", "submission"]);
+    // The README shows the same text.
+    let readme = include_str!("../../../README.md");
+    let body = &MAILHOST[MAILHOST.find("[proxy]").expect("[proxy] table")..];
+    assert!(
+        readme.contains(body),
+        "README and dist/relaygate.mailhost.toml differ"
+    );
+}

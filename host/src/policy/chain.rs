@@ -73,12 +73,14 @@ impl Chains {
         &self.chains[0]
     }
 
-    /// What follows `OPEN RELAY` for each chain that relays for anyone:
-    /// nothing for the chain `default` of one module (the words it always
-    /// had), the chain's name for the others.
-    pub fn open_relays(&self) -> Vec<String> {
+    /// What follows `OPEN RELAY` for each chain that relays for anyone and
+    /// that a listener asks (`in_use`: a chain no listener asks serves no
+    /// one): nothing for the chain `default` of one module (the words it
+    /// always had), the chain's name for the others.
+    pub fn open_relays(&self, in_use: &[String]) -> Vec<String> {
         self.chains
             .iter()
+            .filter(|chain| in_use.iter().any(|name| **name == *chain.name))
             .filter(|chain| chain.open_relay())
             .map(|chain| {
                 let lone_default =
