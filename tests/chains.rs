@@ -11,11 +11,12 @@
 
 use relaygate_tests::admin::http;
 use relaygate_tests::client::{Reply, SmtpClient};
+use relaygate_tests::logs::captured_json_logs;
 use relaygate_tests::policies::built;
 use relaygate_tests::proxy::{TestProxy, misbehaving_reject_wasm, misbehaving_wasm};
 use relaygate_tests::upstream::{RecordingUpstream, UpstreamBehaviour};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 async fn upstream() -> RecordingUpstream {
@@ -394,39 +395,9 @@ module = "{}"
     assert_eq!(calls(&proxy, "rcpt-to", "reject", "last"), 1.0);
 }
 
-/// Log lines captured from this test binary (JSON, one object per line).
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || LogWriter(sink.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("one subscriber per test binary");
-        logs
-    })
-    .clone()
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn traces_and_transaction_lines_name_the_deciding_module() {
-    let logs = captured_logs();
+    let logs = captured_json_logs();
     let upstream = upstream().await;
     let config = three_modules("dry-run").replace(
         "[policy]\nwatch = false\n",

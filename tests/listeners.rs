@@ -13,7 +13,8 @@ use relaygate_tests::admin::http;
 use relaygate_tests::certs::TestCerts;
 use relaygate_tests::client::SmtpClient;
 use relaygate_tests::proxy::TestProxy;
-use relaygate_tests::tools::{require_tool, run_tool};
+use relaygate_tests::tools::run_tool;
+use relaygate_tests::tools::swaks_with_tls;
 use relaygate_tests::upstream::{Extension, RecordingUpstream, UpstreamBehaviour};
 use tokio::io::AsyncReadExt;
 
@@ -379,24 +380,6 @@ async fn implicit_tls_behind_a_load_balancer_reads_the_proxy_header_first() {
         Some("192.0.2.7"),
         "the client named in the PROXY header"
     );
-}
-
-/// swaks with `--tls` and `--tls-on-connect` needs Perl's Net::SSLeay.
-fn swaks_with_tls() -> Option<std::path::PathBuf> {
-    let swaks = require_tool("swaks")?;
-    let ssleay = std::process::Command::new("perl")
-        .args(["-MNet::SSLeay", "-e", "1"])
-        .status()
-        .is_ok_and(|status| status.success());
-    if !ssleay {
-        assert!(
-            std::env::var_os("RELAYGATE_REQUIRE_TOOLS").is_none(),
-            "swaks TLS needs Perl's Net::SSLeay (Debian libnet-ssleay-perl)"
-        );
-        eprintln!("skipping: Perl's Net::SSLeay is missing (libnet-ssleay-perl)");
-        return None;
-    }
-    Some(swaks)
 }
 
 #[tokio::test]

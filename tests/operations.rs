@@ -4,9 +4,9 @@
 
 use relaygate_tests::admin::http;
 use relaygate_tests::client::SmtpClient;
+use relaygate_tests::logs::captured_json_logs;
 use relaygate_tests::proxy::TestProxy;
 use relaygate_tests::upstream::{RecordingUpstream, UpstreamBehaviour};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -119,39 +119,9 @@ async fn dry_run_lets_through_what_enforce_refuses() {
     assert_eq!(messages[0].recipients, ["x@remote.example.net"]);
 }
 
-/// Log lines captured from this test binary (JSON, one object per line).
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || LogWriter(sink.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("one subscriber per test binary");
-        logs
-    })
-    .clone()
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_recipient_leaves_a_decision_trace_and_a_transaction_line() {
-    let logs = captured_logs();
+    let logs = captured_json_logs();
     let (_upstream, proxy) = start("trace_clients = [\"127.0.0.3/32\"]", "").await;
     assert_eq!(relay_from(&proxy, "127.0.0.3").await, 554);
     assert_eq!(relay_from(&proxy, "127.0.0.2").await, 250, "not traced");

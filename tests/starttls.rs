@@ -13,6 +13,7 @@ use relaygate_tests::certs::TestCerts;
 use relaygate_tests::client::SmtpClient;
 use relaygate_tests::dovecot::Dovecot;
 use relaygate_tests::proxy::TestProxy;
+use relaygate_tests::tools::swaks_with_tls;
 use relaygate_tests::tools::{require_tool, run_tool};
 use relaygate_tests::upstream::{Extension, RecordingUpstream, UpstreamBehaviour};
 
@@ -281,24 +282,6 @@ async fn a_reload_brings_the_new_certificate_to_new_sessions() {
         upgrade(old.ca_pem().to_path_buf()).await.is_err(),
         "the old certificate is still served after the reload"
     );
-}
-
-/// swaks with `--tls` needs Perl's Net::SSLeay.
-fn swaks_with_tls() -> Option<std::path::PathBuf> {
-    let swaks = require_tool("swaks")?;
-    let ssleay = std::process::Command::new("perl")
-        .args(["-MNet::SSLeay", "-e", "1"])
-        .status()
-        .is_ok_and(|status| status.success());
-    if !ssleay {
-        assert!(
-            std::env::var_os("RELAYGATE_REQUIRE_TOOLS").is_none(),
-            "swaks --tls needs Perl's Net::SSLeay (Debian libnet-ssleay-perl)"
-        );
-        eprintln!("skipping: Perl's Net::SSLeay is missing (libnet-ssleay-perl)");
-        return None;
-    }
-    Some(swaks)
 }
 
 #[tokio::test]

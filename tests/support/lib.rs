@@ -16,6 +16,7 @@
 //! - [`admin`]: plain HTTP requests to relaygate's admin endpoint.
 //! - [`client`]: a minimal SMTP client that can connect from any `127.0.0.x` address and
 //!   never waits for a reply longer than its read timeout.
+//! - [`logs`]: relaygate's log events captured in memory as JSON lines.
 //! - [`policies`]: the variants under `policies/`, built from source when a test asks.
 //! - [`proxy`]: relaygate itself, in-process on a loopback port, stopped when dropped.
 //! - [`redis`]: a real `redis-server` child on a loopback port, killed when dropped and
@@ -28,6 +29,7 @@ pub mod certs;
 pub mod client;
 pub mod dns;
 pub mod dovecot;
+pub mod logs;
 pub mod policies;
 pub mod proxy;
 pub mod redis;

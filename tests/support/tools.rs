@@ -85,6 +85,26 @@ pub fn require_tool(tool: &str) -> Option<PathBuf> {
     find_tool(tool).or_else(|| missing_tool(tool, required))
 }
 
+/// `swaks`, where it can speak TLS (`--tls`, `--tls-on-connect`): that needs
+/// Perl's Net::SSLeay. Skips or fails like [`require_tool`] otherwise.
+pub fn swaks_with_tls() -> Option<PathBuf> {
+    let swaks = require_tool("swaks")?;
+    let ssleay = std::process::Command::new("perl")
+        .args(["-MNet::SSLeay", "-e", "1"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if ssleay {
+        return Some(swaks);
+    }
+    let required = env::var(REQUIRE_TOOLS_ENV).is_ok_and(|value| value == "1");
+    let why = "swaks needs Perl's Net::SSLeay for TLS (apt-get install libnet-ssleay-perl)";
+    if required {
+        panic!("{why}, and {REQUIRE_TOOLS_ENV}=1 requires it");
+    }
+    eprintln!("skipping: {why}");
+    None
+}
+
 /// Skips (prints why, returns `None`) or, when `required`, fails the calling test.
 fn missing_tool(tool: &str, required: bool) -> Option<PathBuf> {
     let why = format!(
