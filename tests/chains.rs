@@ -449,6 +449,19 @@ async fn traces_and_transaction_lines_name_the_deciding_module() {
         "{transaction}"
     );
     assert_eq!(transaction["span"]["chain"], "default", "{transaction}");
+    // The span names every module with its digest, in chain order.
+    let modules = transaction["span"]["modules"].as_str().unwrap();
+    let names: Vec<&str> = modules
+        .split(',')
+        .map(|module| module.split_once(':').expect("name:digest").0)
+        .collect();
+    assert_eq!(names, ["relay", "bad-words", "slow-words"], "{modules}");
+    assert!(
+        modules
+            .split(',')
+            .all(|m| m.split_once(':').unwrap().1.len() == 12),
+        "{modules}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

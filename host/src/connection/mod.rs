@@ -110,7 +110,7 @@ pub async fn serve_client<S>(
 {
     let id = state.next_session.fetch_add(1, Ordering::Relaxed);
     let chain = chain_for(&state, &profile.chain);
-    let span = tracing::info_span!("session", id, listener = %profile.name, client = %client, server = %server, chain = %chain.name, policy = %short_digest(chain.modules[0].policy.digest()));
+    let span = tracing::info_span!("session", id, listener = %profile.name, client = %client, server = %server, chain = %chain.name, modules = %chain.module_digests(), policy = %short_digest(chain.modules[0].policy.digest()));
     async move {
         let acceptor = state.tls.load_full();
         let start = SessionStart {

@@ -33,6 +33,13 @@ pub struct PolicyChain {
 }
 
 impl PolicyChain {
+    /// Every module as `name:digest` (the sha256's first 12 hex digits),
+    /// comma-separated in chain order: in each session's log span, so a
+    /// session's lines say which code judged it.
+    pub fn module_digests(&self) -> ModuleDigests<'_> {
+        ModuleDigests(self)
+    }
+
     /// Whether any module reads the client's confirmed reverse-DNS name.
     pub fn needs_client_name(&self) -> bool {
         self.modules
@@ -53,6 +60,25 @@ impl PolicyChain {
             .iter()
             .filter(|m| m.policy.settings().mode == PolicyMode::Enforce)
             .all(|m| m.policy.info().open_relay)
+    }
+}
+
+/// [`PolicyChain::module_digests`], formatted only when logged.
+pub struct ModuleDigests<'a>(&'a PolicyChain);
+
+impl std::fmt::Display for ModuleDigests<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (at, module) in self.0.modules.iter().enumerate() {
+            let digest = module.policy.digest();
+            let separator = if at == 0 { "" } else { "," };
+            write!(
+                f,
+                "{separator}{}:{}",
+                module.name,
+                &digest[..digest.len().min(12)]
+            )?;
+        }
+        Ok(())
     }
 }
 
