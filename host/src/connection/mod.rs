@@ -17,7 +17,10 @@ use crate::credentials::{Authenticator, Credentials, Verification};
 use crate::dns::Dns;
 use crate::hook::{Decision, Hook, MessageSummary, PolicyContext, PolicyRequest};
 use crate::metrics::Metrics;
-use crate::policy::{ChainVerdict, Chains, Next, PolicyChain, PolicyInstance};
+use crate::config::PolicyMode;
+use crate::policy::{
+    AskModule, ChainVerdict, Chains, PolicyAnswer, PolicyChain, PolicyInstance, ask_in_order,
+};
 use crate::session::sasl::{AuthAttempt, CredentialCheck};
 use crate::session::{
     Action, Capabilities, DataOutcome, Session, SessionLimits, UpstreamProblem, UpstreamStep,
@@ -291,32 +294,35 @@ struct Driver<S> {
 
 /// Ask one chain module, count and trace its answer as its own, and add it
 /// to `verdict`.
-async fn ask_module(
-    metrics: &Metrics,
-    name: &Arc<str>,
-    instance: &mut PolicyInstance,
-    context: &PolicyContext,
-    hook: Hook,
-    request: PolicyRequest,
-    verdict: &mut ChainVerdict,
-) -> Next {
-    let policy = instance.policy().clone();
-    let traced = decisions::tracing_on(&policy, context).then(|| request.clone());
-    let answer = instance.ask(context, request).await;
-    decisions::apply(
-        metrics,
-        name,
-        &policy,
-        context,
-        hook,
-        traced.as_ref(),
-        &answer,
-    );
-    let next = verdict.add(name, policy.settings().mode, &answer.decision, answer.offer);
-    if next == Next::Stop {
-        tracing::debug!(hook = hook.name(), module = %name, "refused by chain module");
+/// Asks a live session's chain modules, counting and tracing each answer
+/// as its module's.
+struct LiveAsker<'a> {
+    metrics: &'a Metrics,
+    context: &'a PolicyContext,
+}
+
+impl AskModule<PolicyInstance> for LiveAsker<'_> {
+    async fn ask(
+        &mut self,
+        name: &Arc<str>,
+        instance: &mut PolicyInstance,
+        request: PolicyRequest,
+    ) -> (PolicyMode, PolicyAnswer) {
+        let hook = request.hook();
+        let policy = instance.policy().clone();
+        let traced = decisions::tracing_on(&policy, self.context).then(|| request.clone());
+        let answer = instance.ask(self.context, request).await;
+        decisions::apply(
+            self.metrics,
+            name,
+            &policy,
+            self.context,
+            hook,
+            traced.as_ref(),
+            &answer,
+        );
+        (policy.settings().mode, answer)
     }
-    next
 }
 
 /// The chain `name` as it is now; the default chain (with a warning) when
@@ -335,40 +341,13 @@ fn chain_for(state: &SharedState, name: &str) -> Arc<PolicyChain> {
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
     /// Ask the chain's modules in order until an enforcing one refuses
     /// (README.md, "Policy chains"); each answer counted and traced as its
-    /// module's. The request is cloned for all but the last module.
-    async fn ask_chain(&mut self, hook: Hook, request: PolicyRequest) -> ChainVerdict {
-        let mut verdict = ChainVerdict::new();
-        let context = self.session.context();
-        let metrics = &self.state.metrics;
-        let Some(((last_name, last), first)) = self.policies.split_last_mut() else {
-            return verdict;
+    /// module's.
+    async fn ask_chain(&mut self, request: PolicyRequest) -> ChainVerdict {
+        let mut asker = LiveAsker {
+            metrics: &self.state.metrics,
+            context: self.session.context(),
         };
-        for (name, instance) in first {
-            let next = ask_module(
-                metrics,
-                name,
-                instance,
-                context,
-                hook,
-                request.clone(),
-                &mut verdict,
-            )
-            .await;
-            if next == Next::Stop {
-                return verdict;
-            }
-        }
-        ask_module(
-            metrics,
-            last_name,
-            last,
-            context,
-            hook,
-            request,
-            &mut verdict,
-        )
-        .await;
-        verdict
+        ask_in_order(&mut self.policies, request, &mut asker).await
     }
 
     async fn run(&mut self) {
@@ -384,7 +363,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
             action = match action {
                 Action::Ask(request) => {
                     let hook = request.hook();
-                    let verdict = self.ask_chain(hook, request).await;
+                    let verdict = self.ask_chain(request).await;
                     if let Some(module) = verdict.decided_by() {
                         self.transcript.refused_by(hook.name(), module);
                     }

@@ -9,9 +9,9 @@
 //! chain; no module can end the chain early with an accept; a capability is
 //! offered in EHLO only when every enforcing module offers it.
 
-use super::{LoadedPolicy, PolicyEngine, PolicyServices};
+use super::{LoadedPolicy, PolicyAnswer, PolicyEngine, PolicyServices};
 use crate::config::{BUILTIN_APPLE_RELAY, ChainConfig, Config, ModuleSource, PolicyMode};
-use crate::hook::{Decision, Offer};
+use crate::hook::{Decision, Offer, PolicyRequest};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -324,6 +324,46 @@ impl ChainVerdict {
     }
 }
 
+/// How a driver asks one module of a chain (see [`ask_in_order`]).
+pub trait AskModule<M> {
+    /// Ask `module` (named `name`) `request`; its mode and its answer.
+    fn ask(
+        &mut self,
+        name: &Arc<str>,
+        module: &mut M,
+        request: PolicyRequest,
+    ) -> impl Future<Output = (PolicyMode, PolicyAnswer)> + Send;
+}
+
+/// Ask `modules` (name, module) in order at one hook until an enforcing
+/// one refuses, combining their answers into a [`ChainVerdict`]; the
+/// request is cloned for all but the last module. Both the connection
+/// driver and the offline `relaygate policy test` driver ask chains
+/// through this.
+pub async fn ask_in_order<M, A: AskModule<M>>(
+    modules: &mut [(Arc<str>, M)],
+    request: PolicyRequest,
+    asker: &mut A,
+) -> ChainVerdict {
+    let mut verdict = ChainVerdict::new();
+    let hook = request.hook();
+    let Some(((last_name, last), first)) = modules.split_last_mut() else {
+        return verdict;
+    };
+    for (name, module) in first {
+        let (mode, answer) = asker.ask(name, module, request.clone()).await;
+        if verdict.add(name, mode, &answer.decision, answer.offer) == Next::Stop {
+            tracing::debug!(hook = hook.name(), module = %name, "refused by chain module");
+            return verdict;
+        }
+    }
+    let (mode, answer) = asker.ask(last_name, last, request).await;
+    if verdict.add(last_name, mode, &answer.decision, answer.offer) == Next::Stop {
+        tracing::debug!(hook = hook.name(), module = %last_name, "refused by chain module");
+    }
+    verdict
+}
+
 fn intersect(so_far: Option<Offer>, next: Offer) -> Offer {
     match so_far {
         None => next,
@@ -408,6 +448,53 @@ mod tests {
             Offer::default(),
         );
         assert_eq!(verdict.decided_by().map(|n| &**n), Some("real"));
+    }
+
+    fn answer(decision: Decision) -> PolicyAnswer {
+        PolicyAnswer {
+            decision,
+            offer: Offer::default(),
+            failure: None,
+            elapsed: std::time::Duration::ZERO,
+        }
+    }
+
+    #[tokio::test]
+    async fn asking_in_order_stops_at_the_first_enforcing_refusal() {
+        // (mode, decision) per module; the log says who was asked.
+        let mut modules = vec![
+            (name("shadow"), (PolicyMode::DryRun, reject())),
+            (name("open"), (PolicyMode::Enforce, Decision::Accept)),
+            (name("relay"), (PolicyMode::Enforce, reject())),
+            (name("never"), (PolicyMode::Enforce, Decision::Accept)),
+        ];
+        let mut scripted = Scripted::default();
+        let verdict = ask_in_order(&mut modules, PolicyRequest::Connect, &mut scripted).await;
+        assert_eq!(scripted.asked, ["shadow", "open", "relay"]);
+        assert_eq!(verdict.decision(), &reject());
+        assert_eq!(verdict.decided_by().map(|n| &**n), Some("relay"));
+
+        let mut none: Vec<(Arc<str>, (PolicyMode, Decision))> = Vec::new();
+        let empty = ask_in_order(&mut none, PolicyRequest::Connect, &mut scripted).await;
+        assert_eq!(empty.decision(), &Decision::Accept);
+    }
+
+    /// Modules that are their (mode, decision); records who was asked.
+    #[derive(Default)]
+    struct Scripted {
+        asked: Vec<String>,
+    }
+
+    impl AskModule<(PolicyMode, Decision)> for Scripted {
+        async fn ask(
+            &mut self,
+            name: &Arc<str>,
+            module: &mut (PolicyMode, Decision),
+            _request: PolicyRequest,
+        ) -> (PolicyMode, PolicyAnswer) {
+            self.asked.push(name.to_string());
+            (module.0, answer(module.1.clone()))
+        }
     }
 
     #[test]

@@ -16,7 +16,10 @@ mod wasi;
 
 pub use bindings::{PACKAGE as WIT_PACKAGE, VERSION as WIT_VERSION};
 pub use cache::Origin;
-pub use chain::{ChainModule, ChainVerdict, Chains, ModuleDigests, Next, PolicyChain, load_chains};
+pub use chain::{
+    AskModule, ChainModule, ChainVerdict, Chains, ModuleDigests, Next, PolicyChain, ask_in_order,
+    load_chains,
+};
 pub use engine::{BUILTIN_APPLE_RELAY_WASM, InstancePool, PolicyEngine, semver_compatible};
 pub use host_state::PolicyServices;
 pub use instance::{PolicyAnswer, PolicyFailure, PolicyInstance};
