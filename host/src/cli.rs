@@ -89,9 +89,14 @@ pub enum PolicyCommand {
     /// summary. Exit status: 0 all passed, 1 a check failed, 2 the policy
     /// could not be loaded, 78 the cases file is invalid. The cases format
     /// is documented in policies/CASES.md.
+    ///
+    /// `chain:NAME` in place of a file runs the cases against the chain
+    /// NAME of the `--config` file, its modules asked in order as the proxy
+    /// asks them (a FAIL names the refusing module); 78 when `--config` is
+    /// missing, names no such chain, or the cases file sets `config`.
     #[command(after_help = CASES_HELP)]
     Test {
-        /// The component file (or builtin:apple-relay).
+        /// The component file (or builtin:apple-relay, or chain:NAME).
         file: PathBuf,
         /// The cases file (TOML).
         cases: PathBuf,

@@ -54,7 +54,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         command: PolicyCommand::Test { file, cases },
     }) = &cli.command
     {
-        return policy_test_status(commands::policy_test(file, cases).await);
+        return policy_test_status(commands::policy_test(file, cases, cli.config.as_deref()).await);
     }
     let config = match source.load(&relaygate::tls::check) {
         Ok(config) => config,
@@ -92,6 +92,10 @@ fn policy_test_status(result: Result<commands::TestOutcome, commands::TestError>
         Ok(commands::TestOutcome::Failed) => ExitCode::FAILURE,
         Err(commands::TestError::Cases(problem)) => {
             eprintln!("relaygate: invalid cases file: {problem}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(commands::TestError::Config(problem)) => {
+            eprintln!("relaygate: config error: {problem}");
             ExitCode::from(EXIT_CONFIG)
         }
         Err(commands::TestError::Policy(e)) => {

@@ -848,3 +848,98 @@ fn check_warns_about_a_chain_whose_every_enforcing_module_relays_for_anyone() {
         .succeeded()
         .never_says("WARNING:   OPEN RELAY");
 }
+
+/// Two Apple relay modules: `shadow` (dry-run) lets only 198.51.100.0/24
+/// relay, `relay` (enforcing) lets 192.168.1.0/24 relay.
+const CHAIN_CONFIG: &str = r#"
+[[chain]]
+name = "inbound"
+
+[[chain.module]]
+name = "shadow"
+module = "builtin:apple-relay"
+mode = "dry-run"
+[chain.module.config]
+open_relay_addr_flag = 1
+open_relay_addr_list = ["198.51.100.0/24"]
+local_domains = ["example.com"]
+
+[[chain.module]]
+name = "relay"
+module = "builtin:apple-relay"
+[chain.module.config]
+open_relay_addr_flag = 1
+open_relay_addr_list = ["192.168.1.0/24"]
+local_domains = ["example.com"]
+"#;
+
+const CHAIN_CASES: &str = r#"
+[[case]]
+name = "the dry-run refusal never answers"
+client = "192.168.1.9"
+sender = "bob@example.net"
+recipients = ["b@elsewhere.org"]
+expect = { rcpt = "accept" }
+
+[[case]]
+name = "the enforcing refusal answers"
+client = "203.0.113.5"
+sender = "bob@example.net"
+recipients = ["a@example.com", "b@elsewhere.org"]
+expect = { rcpt = ["accept", "reject"] }
+"#;
+
+/// `relaygate policy test chain:NAME CASES --config CONFIG` (no `--config`
+/// when `config` is None).
+fn chain_test(name: &str, config: Option<&str>, cases: &str) -> Ran {
+    let (_dir, cases_path) = write_file("cases.toml", cases);
+    let (_config_dir, config_path) = write_config(config.unwrap_or(""));
+    let chain = format!("chain:{name}");
+    let mut args = vec!["policy", "test", &chain, cases_path.to_str().unwrap()];
+    if config.is_some() {
+        args.extend(["--config", config_path.to_str().unwrap()]);
+    }
+    run(&args)
+}
+
+#[test]
+fn policy_test_runs_a_chain_first_enforcing_refusal_answering() {
+    chain_test("inbound", Some(CHAIN_CONFIG), CHAIN_CASES)
+        .succeeded()
+        .says("ok   the dry-run refusal never answers / rcpt b@elsewhere.org: accept\n")
+        .says("ok   the enforcing refusal answers / rcpt a@example.com: accept\n")
+        .says(
+            "ok   the enforcing refusal answers / rcpt b@elsewhere.org: \
+             reject 554 5.7.1 Relay access denied (by relay)\n",
+        )
+        .says("2 cases, 3 checks: 3 ok, 0 FAILED");
+
+    let wrong = CHAIN_CASES.replace(r#"["accept", "reject"]"#, r#"["accept", "accept"]"#);
+    chain_test("inbound", Some(CHAIN_CONFIG), &wrong)
+        .exited(1)
+        .says(
+            "FAIL the enforcing refusal answers / rcpt b@elsewhere.org: expected accept, \
+             got reject 554 5.7.1 Relay access denied (by relay)\n",
+        );
+}
+
+#[test]
+fn policy_test_of_a_chain_refuses_what_it_cannot_judge_with_78() {
+    chain_test("inbound", None, CHAIN_CASES)
+        .exited(78)
+        .complains("needs --config");
+    chain_test("outbound", Some(CHAIN_CONFIG), CHAIN_CASES)
+        .exited(78)
+        .complains("no policy chain \"outbound\"");
+    let with_config = format!("[config]\nopen_relay_addr_flag = 1\n{CHAIN_CASES}");
+    chain_test("inbound", Some(CHAIN_CONFIG), &with_config)
+        .exited(78)
+        .complains("cannot be used against a chain");
+    let case_config = CHAIN_CASES.replace(
+        "expect = { rcpt = \"accept\" }",
+        "expect = { rcpt = \"accept\" }\nconfig = { smtp_plain_login_flag = 1 }",
+    );
+    chain_test("inbound", Some(CHAIN_CONFIG), &case_config)
+        .exited(78)
+        .complains("cannot be used against a chain");
+}

@@ -12,12 +12,12 @@ mod transcript;
 pub use profile::ListenerProfile;
 use transcript::{Answered, Transcript};
 
+use crate::config::PolicyMode;
 use crate::config::{ListenerAuth, ListenerTls};
 use crate::credentials::{Authenticator, Credentials, Verification};
 use crate::dns::Dns;
 use crate::hook::{Decision, Hook, MessageSummary, PolicyContext, PolicyRequest};
 use crate::metrics::Metrics;
-use crate::config::PolicyMode;
 use crate::policy::{
     AskModule, ChainVerdict, Chains, PolicyAnswer, PolicyChain, PolicyInstance, ask_in_order,
 };

@@ -161,10 +161,40 @@ pub async fn load_chains(
     dns: Option<crate::dns::Dns>,
     previous: Option<&Chains>,
 ) -> anyhow::Result<Chains> {
+    load_all(engine, config, dns, None, previous).await
+}
+
+/// As [`load_chains`] with nothing reused and `own_networks` given to
+/// every module in place of this host's networks: `relaygate policy test`
+/// against a chain, whose cases file says what the server's networks are.
+pub async fn load_chains_offline(
+    engine: &PolicyEngine,
+    config: &Config,
+    dns: crate::dns::Dns,
+    own_networks: Vec<String>,
+) -> anyhow::Result<Chains> {
+    load_all(engine, config, Some(dns), Some(own_networks), None).await
+}
+
+async fn load_all(
+    engine: &PolicyEngine,
+    config: &Config,
+    dns: Option<crate::dns::Dns>,
+    own_networks: Option<Vec<String>>,
+    previous: Option<&Chains>,
+) -> anyhow::Result<Chains> {
     let mut chains = Vec::new();
     for chain in config.chains() {
         chains.push(Arc::new(
-            load_chain(engine, config, &chain, dns.clone(), previous).await?,
+            load_chain(
+                engine,
+                config,
+                &chain,
+                dns.clone(),
+                own_networks.as_deref(),
+                previous,
+            )
+            .await?,
         ));
     }
     Ok(Chains { chains })
@@ -175,6 +205,7 @@ async fn load_chain(
     config: &Config,
     chain: &ChainConfig,
     dns: Option<crate::dns::Dns>,
+    own_networks: Option<&[String]>,
     previous: Option<&Chains>,
 ) -> anyhow::Result<PolicyChain> {
     // Validation refuses empty chains; every user of a chain relies on it.
@@ -223,7 +254,8 @@ async fn load_chain(
                 let services = PolicyServices {
                     config: settings.config.clone(),
                     dns: dns.clone(),
-                    own_networks: crate::net::own_networks(),
+                    own_networks: own_networks
+                        .map_or_else(crate::net::own_networks, <[String]>::to_vec),
                     hostname: config.proxy.hostname.clone(),
                 };
                 engine

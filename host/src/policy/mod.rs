@@ -18,7 +18,7 @@ pub use bindings::{PACKAGE as WIT_PACKAGE, VERSION as WIT_VERSION};
 pub use cache::Origin;
 pub use chain::{
     AskModule, ChainModule, ChainVerdict, Chains, ModuleDigests, Next, PolicyChain, ask_in_order,
-    load_chains,
+    load_chains, load_chains_offline,
 };
 pub use engine::{BUILTIN_APPLE_RELAY_WASM, InstancePool, PolicyEngine, semver_compatible};
 pub use host_state::PolicyServices;

@@ -114,11 +114,12 @@ impl<'a> Judge<'a> {
         let Some(expected) = expected else {
             return;
         };
-        match exchange.and_then(|x| x.answer(hook)) {
-            Some(answer) => {
-                let actual = Actual::from_answer(answer);
+        match exchange.and_then(|x| x.asked_at(hook)) {
+            Some(asked) => {
+                let actual = Actual::from_answer(&asked.answer);
+                let by = asked.decided_by.as_deref();
                 self.report
-                    .verdict(&self.case.name, stage, expected, &actual);
+                    .verdict_by(&self.case.name, stage, expected, &actual, by);
             }
             None => {
                 let why = self.why_not(step, exchange);

@@ -17,7 +17,10 @@ pub mod script;
 use crate::config::{Config, ModuleSource, PolicyConfig};
 use crate::dns::{Dns, FixedRecords};
 use crate::hook::PolicyContext;
-use crate::policy::{LoadError, LoadedPolicy, PolicyEngine, PolicyInstance, PolicyServices};
+use crate::policy::{
+    LoadError, LoadedPolicy, PolicyChain, PolicyEngine, PolicyInstance, PolicyServices,
+    load_chains_offline,
+};
 use crate::session::{Capabilities, Session, SessionLimits};
 use anyhow::Context;
 use cases::{CLIENT_PORT, Case, CasesFile, InitExpectation};
@@ -46,6 +49,34 @@ pub enum TestError {
     /// The policy could not be loaded.
     #[error(transparent)]
     Policy(anyhow::Error),
+    /// The config file, or the chain asked of it, is unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What a run judges: one module, or a chain of a config file.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A component file or `builtin:apple-relay`.
+    Module(&'a Path),
+    /// The chain `name` of the config file `config` (README.md, "Policy
+    /// chains"), given on the command line as `chain:NAME`.
+    Chain {
+        /// The chain's name.
+        name: &'a str,
+        /// The config file, if one was given.
+        config: Option<&'a Path>,
+    },
+}
+
+impl<'a> Target<'a> {
+    /// `chain:NAME` names a chain of `config`; anything else a module.
+    pub fn parse(argument: &'a Path, config: Option<&'a Path>) -> Self {
+        match argument.to_str().and_then(|a| a.strip_prefix("chain:")) {
+            Some(name) => Target::Chain { name, config },
+            None => Target::Module(argument),
+        }
+    }
 }
 
 /// Read the module named by `module` (a path or `builtin:apple-relay`).
@@ -80,8 +111,20 @@ pub async fn run(
     cases_path: &Path,
     report: &mut Report,
 ) -> Result<TestOutcome, TestError> {
+    run_target(Target::Module(module), cases_path, report).await
+}
+
+/// Run every case of `cases_path` against `target`, as [`run`] does.
+pub async fn run_target(
+    target: Target<'_>,
+    cases_path: &Path,
+    report: &mut Report,
+) -> Result<TestOutcome, TestError> {
     let file = read_cases(cases_path)?;
-    let mut runner = Runner::new(module, &file)?;
+    let mut runner = match target {
+        Target::Module(module) => Runner::new(module, &file)?,
+        Target::Chain { name, config } => Runner::for_chain(name, config, &file).await?,
+    };
     report.cases = file.cases.len();
     for (index, case) in file.cases.iter().enumerate() {
         runner.run_case(&file, case, case_id(index), report).await?;
@@ -120,6 +163,7 @@ pub struct Runner {
     config: Config,
     records: Arc<Mutex<FixedRecords>>,
     loaded: HashMap<String, Result<Arc<LoadedPolicy>, Vec<String>>>,
+    chain: Option<Arc<PolicyChain>>,
 }
 
 impl Runner {
@@ -144,6 +188,62 @@ impl Runner {
             config,
             records: Arc::new(Mutex::new(FixedRecords::default())),
             loaded: HashMap::new(),
+            chain: None,
+        })
+    }
+
+    /// A runner for the chain `name` of the config file `config`, its
+    /// modules loaded as the proxy loads them, each with its own config
+    /// table (so the cases file may set none) and the case data's DNS.
+    pub async fn for_chain(
+        name: &str,
+        config: Option<&Path>,
+        file: &CasesFile,
+    ) -> Result<Self, TestError> {
+        let Some(path) = config else {
+            return Err(TestError::Config(format!(
+                "chain:{name} needs --config FILE (the chains are in the config file)"
+            )));
+        };
+        let with_config =
+            !file.config.is_empty() || file.cases.iter().any(|c| !c.config.is_empty());
+        if with_config {
+            return Err(TestError::Cases(
+                "[config] and per-case config cannot be used against a chain: each module has its own config table in the config file".to_string(),
+            ));
+        }
+        let mut config = Config::load(path, &crate::config::readable_is_enough)
+            .map_err(|e| TestError::Config(e.problems.join("; ")))?;
+        config.proxy.hostname = file.server.hostname.clone();
+        if !config.chains().iter().any(|c| c.name == name) {
+            return Err(TestError::Config(format!(
+                "{}: no policy chain {name:?}",
+                path.display()
+            )));
+        }
+        let engine = PolicyEngine::new(None).map_err(TestError::Policy)?;
+        let records = Arc::new(Mutex::new(FixedRecords::default()));
+        let own_networks = file
+            .server
+            .own_networks
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let chains =
+            load_chains_offline(&engine, &config, Dns::fixed(records.clone()), own_networks)
+                .await
+                .map_err(TestError::Policy)?;
+        let chain = chains.get(name).ok_or_else(|| {
+            TestError::Config(format!("{}: no policy chain {name:?}", path.display()))
+        })?;
+        Ok(Self {
+            engine,
+            name: format!("chain:{name}"),
+            bytes: Vec::new(),
+            config,
+            records,
+            loaded: HashMap::new(),
+            chain: Some(chain),
         })
     }
 
@@ -215,14 +315,24 @@ impl Runner {
         id: u64,
     ) -> Result<CaseRun, TestError> {
         let label = format!("case {id} ({:?})", case.name);
-        let mut table = file.config.clone();
-        table.extend(case.config.clone());
-        let policy = match self.policy(table, file, &label).await? {
-            Ok(policy) => policy,
-            Err(problems) => return Ok(CaseRun::InitRefused(problems)),
+        let policy = match &self.chain {
+            Some(_) => None,
+            None => {
+                let mut table = file.config.clone();
+                table.extend(case.config.clone());
+                match self.policy(table, file, &label).await? {
+                    Ok(policy) => Some(policy),
+                    Err(problems) => return Ok(CaseRun::InitRefused(problems)),
+                }
+            }
         };
         self.set_records(file, case);
-        let client_name = if policy.info().needs_client_name {
+        let needs_client_name = match (&policy, &self.chain) {
+            (Some(policy), _) => policy.info().needs_client_name,
+            (None, Some(chain)) => chain.needs_client_name(),
+            (None, None) => false,
+        };
+        let client_name = if needs_client_name {
             Dns::fixed(self.records.clone())
                 .confirmed_name(case.client)
                 .await
@@ -250,12 +360,23 @@ impl Runner {
             max_errors: proxy.max_errors,
         };
         let session = Session::new(proxy.hostname.clone(), limits, capabilities, context);
-        let offline = OfflineSession::new(
-            session,
-            PolicyInstance::new(policy, id),
-            upstream,
-            script::credentials(case),
-        );
+        let credentials = script::credentials(case);
+        let offline = match (policy, &self.chain) {
+            (Some(policy), _) => OfflineSession::new(
+                session,
+                PolicyInstance::new(policy, id),
+                upstream,
+                credentials,
+            ),
+            (None, chain) => {
+                let modules = chain
+                    .iter()
+                    .flat_map(|chain| chain.modules.iter())
+                    .map(|m| (m.name.clone(), PolicyInstance::new(m.policy.clone(), id)))
+                    .collect();
+                OfflineSession::chain(session, modules, upstream, credentials)
+            }
+        };
         let steps = script::steps(case);
         let run = offline.run(&steps).await;
         Ok(CaseRun::Ran { steps, run })

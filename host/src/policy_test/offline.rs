@@ -9,14 +9,16 @@
 //! lives here beside its only user rather than inside `session` (which asks
 //! nothing of a policy itself); it has no socket, resolver or clock.
 
-use crate::hook::{Decision, Hook, MessageSummary, PolicyRequest};
-use crate::policy::{PolicyAnswer, PolicyInstance};
+use crate::config::PolicyMode;
+use crate::hook::{Decision, Hook, MessageSummary, PolicyContext, PolicyRequest};
+use crate::policy::{AskModule, PolicyAnswer, PolicyInstance, ask_in_order};
 use crate::session::sasl::{AuthAttempt, CredentialCheck};
 use crate::session::{Action, DataOutcome, Session, UpstreamProblem, UpstreamStep};
 use crate::smtp::{Reply, parse_command};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// The password every scripted AUTH sends (cases name only an identity).
 pub const SCRIPTED_PASSWORD: &str = "offline-password";
@@ -116,8 +118,11 @@ impl ClientStep {
 pub struct Asked {
     /// The question.
     pub request: PolicyRequest,
-    /// The answer, as the policy gave it.
+    /// The answer, as the policy gave it (of a chain: the refusing
+    /// module's, or the chain's combined acceptance).
     pub answer: PolicyAnswer,
+    /// Of a chain: the module whose refusal answered.
+    pub decided_by: Option<Arc<str>>,
 }
 
 /// What one exchange gave: the connection itself (the greeting) or one
@@ -135,10 +140,12 @@ pub struct Exchange {
 impl Exchange {
     /// The answer of the call to `hook`, if the session made it.
     pub fn answer(&self, hook: Hook) -> Option<&PolicyAnswer> {
-        self.asked
-            .iter()
-            .find(|asked| asked.request.hook() == hook)
-            .map(|asked| &asked.answer)
+        self.asked_at(hook).map(|asked| &asked.answer)
+    }
+
+    /// The call to `hook`, if the session made it.
+    pub fn asked_at(&self, hook: Hook) -> Option<&Asked> {
+        self.asked.iter().find(|asked| asked.request.hook() == hook)
     }
 }
 
@@ -237,12 +244,33 @@ impl ScriptedCredentials {
     }
 }
 
-/// A session, its policy and its scripted peers.
+/// A session, its policy (or chain) and its scripted peers.
 pub struct OfflineSession {
     session: Session,
-    policy: PolicyInstance,
+    modules: Vec<(Arc<str>, PolicyInstance)>,
+    chain: bool,
     upstream: ScriptedUpstream,
     credentials: ScriptedCredentials,
+}
+
+/// Asks one module offline and keeps every answer.
+struct OfflineAsker<'a> {
+    context: &'a PolicyContext,
+    answers: Vec<(Arc<str>, PolicyAnswer)>,
+}
+
+impl AskModule<PolicyInstance> for OfflineAsker<'_> {
+    async fn ask(
+        &mut self,
+        name: &Arc<str>,
+        instance: &mut PolicyInstance,
+        request: PolicyRequest,
+    ) -> (PolicyMode, PolicyAnswer) {
+        let mode = instance.policy().settings().mode;
+        let answer = instance.ask(self.context, request).await;
+        self.answers.push((name.clone(), answer.clone()));
+        (mode, answer)
+    }
 }
 
 impl OfflineSession {
@@ -256,10 +284,69 @@ impl OfflineSession {
     ) -> Self {
         Self {
             session,
-            policy,
+            modules: vec![(Arc::from(crate::config::DEFAULT_CHAIN_MODULE), policy)],
+            chain: false,
             upstream,
             credentials,
         }
+    }
+
+    /// As [`OfflineSession::new`], asking `modules` (name, instance) as a
+    /// chain: in order, as the connection driver asks them (README.md,
+    /// "Policy chains").
+    pub fn chain(
+        session: Session,
+        modules: Vec<(Arc<str>, PolicyInstance)>,
+        upstream: ScriptedUpstream,
+        credentials: ScriptedCredentials,
+    ) -> Self {
+        Self {
+            session,
+            modules,
+            chain: true,
+            upstream,
+            credentials,
+        }
+    }
+
+    /// Ask the module (or chain) `request`: the decision and offer the
+    /// session acts on, and what the exchange records.
+    async fn ask(&mut self, request: PolicyRequest) -> (Decision, crate::hook::Offer, Asked) {
+        let mut asker = OfflineAsker {
+            context: self.session.context(),
+            answers: Vec::new(),
+        };
+        let verdict = ask_in_order(&mut self.modules, request.clone(), &mut asker).await;
+        let mut answers = asker.answers;
+        let decided_by = verdict.decided_by().cloned();
+        let answer = if !self.chain && answers.len() == 1 {
+            // A lone module: its answer as it gave it.
+            answers.remove(0).1
+        } else if let Some(by) = &decided_by {
+            answers
+                .into_iter()
+                .find(|(name, _)| name == by)
+                .map(|(_, answer)| answer)
+                .unwrap_or_else(|| combined(&verdict))
+        } else {
+            combined(&verdict)
+        };
+        let decision = if self.chain {
+            verdict.decision().clone()
+        } else {
+            answer.decision.clone()
+        };
+        let offer = if self.chain {
+            verdict.offer()
+        } else {
+            answer.offer
+        };
+        let asked = Asked {
+            request,
+            answer,
+            decided_by: decided_by.filter(|_| self.chain),
+        };
+        (decision, offer, asked)
     }
 
     /// Play `steps` from the greeting on, stopping where a client would
@@ -275,19 +362,15 @@ impl OfflineSession {
         loop {
             action = match action {
                 Action::Ask(request) => {
-                    let answer = self
-                        .policy
-                        .ask(self.session.context(), request.clone())
-                        .await;
-                    if request.hook() == Hook::Auth && answer.decision == Decision::Accept {
+                    let hook = request.hook();
+                    let (decision, offer, asked) = self.ask(request).await;
+                    if hook == Hook::Auth && decision == Decision::Accept {
                         // As the driver: the next MAIL opens a connection
                         // whose XCLIENT carries the identity.
                         self.upstream.close();
                     }
-                    let action = self
-                        .session
-                        .policy_answered(answer.decision.clone(), answer.offer);
-                    current.asked.push(Asked { request, answer });
+                    let action = self.session.policy_answered(decision, offer);
+                    current.asked.push(asked);
                     action
                 }
                 Action::Upstream(upstream_step) => {
@@ -349,6 +432,16 @@ impl OfflineSession {
                 }
             };
         }
+    }
+}
+
+/// A chain's acceptance as one answer: the combined decision and offer.
+fn combined(verdict: &crate::policy::ChainVerdict) -> PolicyAnswer {
+    PolicyAnswer {
+        decision: verdict.decision().clone(),
+        offer: verdict.offer(),
+        failure: None,
+        elapsed: std::time::Duration::ZERO,
     }
 }
 

@@ -169,6 +169,24 @@ impl Report {
         self.judged(case, stage, actual.matches(expected), expected, actual);
     }
 
+    /// As [`Report::verdict`], naming the chain module `by` that refused.
+    pub fn verdict_by(
+        &mut self,
+        case: &str,
+        stage: &str,
+        expected: &Expected,
+        actual: &Actual,
+        by: Option<&str>,
+    ) {
+        match by {
+            Some(module) => {
+                let text = format!("{actual} (by {module})");
+                self.judged(case, stage, actual.matches(expected), expected, &text);
+            }
+            None => self.verdict(case, stage, expected, actual),
+        }
+    }
+
     /// Record a textual result against its expectation.
     pub fn text(&mut self, case: &str, stage: &str, expected: &str, actual: &str) {
         self.judged(case, stage, expected == actual, &expected, &actual);
