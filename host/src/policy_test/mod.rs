@@ -1,5 +1,6 @@
 //! `relaygate policy test`: run a cases file (format: `policies/CASES.md`)
-//! against a policy module offline and report each expected verdict.
+//! against a policy module, or a config file's chain, offline and report
+//! each expected verdict.
 //!
 //! Each case is one [`crate::session::Session`], driven by
 //! [`offline::OfflineSession`] with the client steps the

@@ -1,6 +1,8 @@
 //! Runs one [`Session`] to its end with no sockets: a scripted client sends
-//! the command lines a [`ClientStep`] list implies, the loaded policy answers
-//! the session's questions exactly as the connection driver asks them, a
+//! the command lines a [`ClientStep`] list implies, the loaded policy (or
+//! chain, through the same [`ask_in_order`] as the connection driver)
+//! answers the session's questions exactly as the connection driver asks
+//! them, a
 //! [`ScriptedUpstream`] answers the upstream steps and [`ScriptedCredentials`]
 //! the AUTH checks. `relaygate policy test` is built on it, so an offline
 //! case meets the proxy's own hook order, context and replies.
