@@ -2,9 +2,8 @@
 //! the command lines a [`ClientStep`] list implies, the loaded policy (or
 //! chain, through the same [`ask_in_order`] as the connection driver)
 //! answers the session's questions exactly as the connection driver asks
-//! them, a
-//! [`ScriptedUpstream`] answers the upstream steps and [`ScriptedCredentials`]
-//! the AUTH checks. `relaygate policy test` is built on it, so an offline
+//! them, a [`ScriptedUpstream`] answers the upstream steps and
+//! [`ScriptedCredentials`] the AUTH checks. `relaygate policy test` is built on it, so an offline
 //! case meets the proxy's own hook order, context and replies.
 //!
 //! It is a driver of the session, as `connection` is for real clients, so it
