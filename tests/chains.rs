@@ -6,7 +6,7 @@
 //! the other module kept as it was, a bad file leaving the old chain
 //! serving), the watcher following every module file, two listeners
 //! asking different chains (a reload may not drop one a bound listener
-//! asks), and traces, transaction lines and the session
+//! asks), each module told its session's listener, and traces, transaction lines and the session
 //! span naming the module and chain.
 
 use relaygate_tests::admin::http;
@@ -329,6 +329,61 @@ rcpt_to = "reject-if-recipient-contains:bad"
     assert_eq!(strict, ["relay", "no-bad"]);
     for (chain, module) in relaygate::reload::chain_digests(&proxy.reloader().chains()) {
         assert!(body.contains(&module), "{chain} {module} in {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_module_is_told_the_listener_and_host_name_of_its_session() {
+    // `server.listener` and `server.hostname` (WIT 0.1.1) answer for the
+    // session asked about, even when one instance serves several listeners.
+    let upstream = upstream().await;
+    let config = format!(
+        r#"
+[proxy]
+upstream = "{{upstream}}"
+hostname = "relay.test"
+[policy]
+watch = false
+module = "{}"
+[policy.config]
+helo = "introduce"
+[[listener]]
+name = "mx"
+address = "127.0.0.1:0"
+hostname = "mx.test"
+[[listener]]
+name = "submission"
+address = "127.0.0.1:1"
+hostname = "smtp.test"
+"#,
+        misbehaving_wasm().display()
+    );
+    let proxy = TestProxy::start(&config, upstream.addr()).await.unwrap();
+    let ehlo = |addr: SocketAddr| async move {
+        let mut c = SmtpClient::connect_from("127.0.0.3".parse().unwrap(), addr)
+            .await
+            .unwrap();
+        assert_eq!(c.read_reply().await.unwrap().code, 220);
+        c.cmd("EHLO client.test").await.unwrap().to_string()
+    };
+    for _ in 0..3 {
+        let (mx, submission, default) = tokio::join!(
+            ehlo(proxy.listener_addr("mx")),
+            ehlo(proxy.listener_addr("submission")),
+            ehlo(proxy.addr())
+        );
+        assert!(
+            mx.contains("550 5.7.1 listener mx greeting as mx.test"),
+            "{mx}"
+        );
+        assert!(
+            submission.contains("550 5.7.1 listener submission greeting as smtp.test"),
+            "{submission}"
+        );
+        assert!(
+            default.contains("550 5.7.1 listener smtp greeting as relay.test"),
+            "{default}"
+        );
     }
 }
 

@@ -338,7 +338,7 @@ async fn the_key_size_limit_reaches_the_policy_as_an_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn only_stateful_components_import_state_and_plain_ones_still_load() {
     let engine = PolicyEngine::new(None).unwrap();
-    let state_import = "relaygate:policy/state@0.1.0";
+    let state_import = "relaygate:policy/state@0.1.1";
     let stateful = engine
         .compile(&std::fs::read(built("greylist")).unwrap())
         .unwrap();

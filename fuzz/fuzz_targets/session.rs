@@ -21,7 +21,9 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use relaygate::hook::{Decision, MessageSummary, Offer, PolicyContext, PolicyRequest};
+use relaygate::hook::{
+    Decision, ListenerIdentity, MessageSummary, Offer, PolicyContext, PolicyRequest,
+};
 use relaygate::session::sasl::CredentialCheck;
 use relaygate::session::{
     Action, Capabilities, DataOutcome, Session, SessionLimits, UpstreamProblem, UpstreamStep,
@@ -191,6 +193,7 @@ fn trace() -> bool {
 fn context() -> PolicyContext {
     PolicyContext::connected(
         1,
+        ListenerIdentity::new("smtp", "relay.test"),
         "192.0.2.1:40000".parse().expect("address"),
         "192.0.2.254:25".parse().expect("address"),
         None,

@@ -13,7 +13,7 @@
 //! called with a session of a listed client, the way the proxy would.
 
 use relaygate::config::{Config, ModuleSource, PolicyConfig};
-use relaygate::hook::{PolicyContext, PolicyRequest};
+use relaygate::hook::{ListenerIdentity, PolicyContext, PolicyRequest};
 use relaygate::policy::{LoadedPolicy, PolicyEngine, PolicyInstance, PolicyServices};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -114,7 +114,13 @@ async fn load(engine: &PolicyEngine, subject: &Subject) -> anyhow::Result<Arc<Lo
 fn context() -> PolicyContext {
     let client = SocketAddr::from(([127, 0, 0, 1], 40000));
     let server = SocketAddr::from(([127, 0, 0, 1], 25));
-    let mut context = PolicyContext::connected(1, client, server, None);
+    let mut context = PolicyContext::connected(
+        1,
+        ListenerIdentity::new("smtp", "relay.test"),
+        client,
+        server,
+        None,
+    );
     context.helo = Some("client.example.com".to_string());
     context.esmtp = true;
     context.sender = Some("sender@example.com".to_string());

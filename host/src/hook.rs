@@ -8,6 +8,7 @@
 use crate::smtp::{Param, Reply};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The hooks of the policy contract, in the order a session reaches them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,6 +80,8 @@ impl Decision {
 pub struct PolicyContext {
     /// Session id (as in the logs).
     pub id: u64,
+    /// The listener the client connected to.
+    pub listener: ListenerIdentity,
     /// The client's address.
     pub client: SocketAddr,
     /// The client's confirmed reverse-DNS name.
@@ -99,17 +102,40 @@ pub struct PolicyContext {
     pub recipients: Vec<String>,
 }
 
+/// The listener a session arrived on, as its policies see it through the
+/// `server` import (`listener`, `hostname`). Shared, so a session start
+/// copies two pointers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerIdentity {
+    /// The listener's name (`smtp` for `[proxy] listen`).
+    pub name: Arc<str>,
+    /// The host name it greets with.
+    pub hostname: Arc<str>,
+}
+
+impl ListenerIdentity {
+    /// The identity of listener `name` greeting as `hostname`.
+    pub fn new(name: &str, hostname: &str) -> Self {
+        Self {
+            name: name.into(),
+            hostname: hostname.into(),
+        }
+    }
+}
+
 impl PolicyContext {
     /// What is known when a client connects: who, where, and its confirmed
     /// reverse name; no greeting, identity or transaction yet.
     pub fn connected(
         id: u64,
+        listener: ListenerIdentity,
         client: SocketAddr,
         server: SocketAddr,
         client_name: Option<String>,
     ) -> Self {
         Self {
             id,
+            listener,
             client,
             client_name,
             server,

@@ -168,7 +168,7 @@ fn bad_config_is_refused_with_one_line_per_problem_and_exit_78() {
 fn policy_check_names_the_world_and_refuses_garbage() {
     policy_check(&fixture())
         .succeeded()
-        .says("relaygate:policy/hooks@0.1.0")
+        .says("relaygate:policy/hooks@0.1.1")
         .says("fits:      yes");
 
     let (_dir, garbage) = write_config("not wasm");
@@ -388,6 +388,51 @@ fn repo_file(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(path)
+}
+
+#[test]
+fn a_component_built_for_wit_0_1_0_still_loads_and_decides_the_same() {
+    // A 0.1.0 build of the default policy, kept as it was: the 0.1.1 host
+    // must serve it without a rebuild, with the same verdicts.
+    let old = repo_file("tests/fixtures/apple-relay-wit-0.1.0.wasm");
+    policy_check(&old)
+        .succeeded()
+        .says("built for: relaygate:policy@0.1.0")
+        .says("fits:      yes (apple-relay)");
+    let cases = repo_file("policies/apple-relay/cases.toml");
+    let played = policy_test_file(old.to_str().unwrap(), &cases);
+    played.succeeded().says(" 0 FAILED\n");
+    let builtin = policy_test_file("builtin:apple-relay", &cases);
+    assert_eq!(played.stdout, builtin.stdout);
+}
+
+#[test]
+fn a_policy_sees_the_listener_of_each_case() {
+    let cases = r#"
+[config]
+helo = "introduce"
+
+[server]
+hostname = "mx.example.com"
+listener = "mx"
+
+[[case]]
+name = "on the default listener"
+client = "192.0.2.1"
+helo = "client.example.net"
+expect = { helo = "reject 550 5.7.1" }
+
+[[case]]
+name = "on submission"
+client = "192.0.2.1"
+listener = "submission"
+helo = "client.example.net"
+expect = { helo = "reject 550 5.7.1" }
+"#;
+    policy_test(fixture().to_str().unwrap(), cases)
+        .succeeded()
+        .says("listener mx greeting as mx.example.com")
+        .says("listener submission greeting as mx.example.com");
 }
 
 #[test]
@@ -619,7 +664,7 @@ fn a_component_built_for_another_wit_version_is_refused_naming_both() {
         .failed()
         .says("built for: relaygate:policy@0.2.0")
         .says("fits:      no")
-        .says("why:       it was built for relaygate:policy@0.2.0, but this relaygate provides relaygate:policy@0.1.0");
+        .says("why:       it was built for relaygate:policy@0.2.0, but this relaygate provides relaygate:policy@0.1.1");
     policy_test(wrong.to_str().unwrap(), MISMATCH)
         .exited(2)
         .complains("relaygate:policy@0.2.0");

@@ -1,9 +1,9 @@
 // relaygate policy `helo-sanity`: refuses implausible HELO/EHLO names from
 // clients outside the internal networks. The decision is in rules.js; this
 // file binds it to the WIT world relaygate:policy/policy (componentize-qjs).
-import config from "relaygate:policy/config@0.1.0";
-import log from "relaygate:policy/log@0.1.0";
-import server from "relaygate:policy/server@0.1.0";
+import config from "relaygate:policy/config@0.1.1";
+import log from "relaygate:policy/log@0.1.1";
+import server from "relaygate:policy/server@0.1.1";
 import { judge, parseConfig, parseNetwork, summary } from "./rules.js";
 
 const ACCEPT = { action: "accept", reply: null };

@@ -102,7 +102,7 @@ impl TestProxy {
                 let socket = bind_listener("127.0.0.1:0".parse()?)?;
                 let addr = socket.local_addr()?;
                 let mut profile = ListenerProfile::clone(&smtp);
-                profile.name = "proxy".to_string();
+                profile.identity.name = "proxy".into();
                 listeners.push(Listener {
                     socket,
                     proxy_protocol: true,

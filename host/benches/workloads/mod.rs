@@ -12,7 +12,7 @@ pub mod native;
 
 use relaygate::config::{Config, ModuleSource};
 use relaygate::connection::client_io::ClientConnection;
-use relaygate::hook::{MessageSummary, PolicyContext, PolicyRequest};
+use relaygate::hook::{ListenerIdentity, MessageSummary, PolicyContext, PolicyRequest};
 use relaygate::policy::{
     BUILTIN_APPLE_RELAY_WASM, LoadedPolicy, PolicyEngine, PolicyInstance, PolicyServices,
 };
@@ -107,7 +107,13 @@ pub fn load_policy(rt: &tokio::runtime::Runtime, engine: &PolicyEngine) -> Arc<L
 pub fn session_context() -> PolicyContext {
     let client: SocketAddr = "127.0.0.1:40000".parse().expect("address");
     let server: SocketAddr = "127.0.0.1:2525".parse().expect("address");
-    let mut context = PolicyContext::connected(7, client, server, None);
+    let mut context = PolicyContext::connected(
+        7,
+        ListenerIdentity::new("smtp", "relay.test"),
+        client,
+        server,
+        None,
+    );
     context.helo = Some("client.bench.test".into());
     context.esmtp = true;
     context.sender = Some("bench@example.com".into());

@@ -113,7 +113,7 @@ pub async fn serve_client<S>(
 {
     let id = state.next_session.fetch_add(1, Ordering::Relaxed);
     let chain = chain_for(&state, &profile.chain);
-    let span = tracing::info_span!("session", id, listener = %profile.name, client = %client, server = %server, chain = %chain.name, modules = %chain.module_digests(), policy = %short_digest(chain.modules[0].policy.digest()));
+    let span = tracing::info_span!("session", id, listener = %profile.identity.name, client = %client, server = %server, chain = %chain.name, modules = %chain.module_digests(), policy = %short_digest(chain.modules[0].policy.digest()));
     async move {
         let acceptor = state.tls.load_full();
         let start = SessionStart {
@@ -136,7 +136,7 @@ pub async fn serve_client<S>(
             start
                 .state
                 .metrics
-                .tls_handshake_failure(&start.profile.name);
+                .tls_handshake_failure(&start.profile.identity.name);
             return;
         };
         let stream = crate::tls::Prefixed::new(input, stream);
@@ -160,7 +160,7 @@ pub async fn serve_client<S>(
                 start
                     .state
                     .metrics
-                    .tls_handshake_failure(&start.profile.name);
+                    .tls_handshake_failure(&start.profile.identity.name);
             }
         }
     }
@@ -200,7 +200,8 @@ impl SessionStart {
             Some(dns) => lookup_client_name(dns, client).await,
             None => None,
         };
-        let mut context = PolicyContext::connected(id, client, server, client_name);
+        let mut context =
+            PolicyContext::connected(id, profile.identity.clone(), client, server, client_name);
         context.tls = stream.is_tls();
         let capabilities = Capabilities {
             smtputf8: state.upstream.smtputf8.load(Ordering::Relaxed),
@@ -210,7 +211,7 @@ impl SessionStart {
             auth_required: profile.auth == ListenerAuth::Required,
         };
         let session = Session::new(
-            profile.hostname.clone(),
+            profile.identity.hostname.to_string(),
             state.limits.clone(),
             capabilities,
             context,
@@ -222,7 +223,7 @@ impl SessionStart {
             conn: ClientConnection::with_input(stream, input)
                 .with_write_timeout(state.command_timeout),
             tls: starttls,
-            hostname: profile.hostname.clone(),
+            hostname: profile.identity.hostname.clone(),
             session,
             policies: chain
                 .modules
@@ -283,7 +284,7 @@ struct Driver<S> {
     conn: ClientConnection<ClientStream<S>>,
     tls: Option<Arc<TlsAcceptor>>,
     /// Our name towards this client (the listener's).
-    hostname: String,
+    hostname: Arc<str>,
     session: Session,
     /// One instance per module of the session's chain, in chain order.
     policies: Vec<(Arc<str>, PolicyInstance)>,

@@ -4,16 +4,16 @@
 //! AUTH rules and the policy chain its sessions are asked.
 
 use crate::config::{ListenerAuth, ListenerConfig, ListenerTls};
+use crate::hook::ListenerIdentity;
 
 /// The per-listener settings a session runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerProfile {
-    /// The listener's name.
-    pub name: String,
+    /// The listener's name and the host name it greets with (in the
+    /// greeting and EHLO), as its sessions' policies see them.
+    pub identity: ListenerIdentity,
     /// STARTTLS, TLS from the first byte, or no TLS.
     pub tls: ListenerTls,
-    /// Our name in the greeting and EHLO.
-    pub hostname: String,
     /// AUTH offered, required or off.
     pub auth: ListenerAuth,
     /// AUTH only under TLS.
@@ -26,9 +26,8 @@ impl ListenerProfile {
     /// The profile of a configured listener.
     pub fn of(listener: &ListenerConfig) -> Self {
         Self {
-            name: listener.name.clone(),
+            identity: ListenerIdentity::new(&listener.name, &listener.hostname),
             tls: listener.tls,
-            hostname: listener.hostname.clone(),
             auth: listener.auth,
             auth_requires_tls: listener.require_tls,
             chain: listener.chain.clone(),
@@ -39,9 +38,8 @@ impl ListenerProfile {
     /// certificate is set, AUTH as offered.
     pub fn plain(name: &str, hostname: &str, auth_requires_tls: bool) -> Self {
         Self {
-            name: name.to_string(),
+            identity: ListenerIdentity::new(name, hostname),
             tls: ListenerTls::Starttls,
-            hostname: hostname.to_string(),
             auth: ListenerAuth::Offered,
             auth_requires_tls,
             chain: crate::config::DEFAULT_CHAIN.to_string(),

@@ -119,7 +119,7 @@ async fn accept_loop(
             Err(_) => continue,
         };
         let _ = stream.set_nodelay(true);
-        state.metrics.connection(&listener.profile.name);
+        state.metrics.connection(&listener.profile.identity.name);
         let state = state.clone();
         let per_client = per_client.clone();
         let session_stop = stop.clone();
@@ -134,7 +134,7 @@ async fn accept_loop(
                         (client, server, header.rest)
                     }
                     Err(e) => {
-                        tracing::warn!(peer = %client, listener = %profile.name, "connection refused: {e}");
+                        tracing::warn!(peer = %client, listener = %profile.identity.name, "connection refused: {e}");
                         return;
                     }
                 }
@@ -142,9 +142,9 @@ async fn accept_loop(
                 (client, server, Vec::new())
             };
             let Some(slot) = per_client.claim(client.ip()) else {
-                tracing::info!(client = %client, listener = %profile.name, "too many connections from this address");
+                tracing::info!(client = %client, listener = %profile.identity.name, "too many connections from this address");
                 let reply =
-                    catalogue::too_many_connections_from_client(&profile.hostname).to_bytes();
+                    catalogue::too_many_connections_from_client(&profile.identity.hostname).to_bytes();
                 let _ =
                     tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply)).await;
                 return;

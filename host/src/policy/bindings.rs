@@ -18,4 +18,4 @@ pub type PolicyPre<T> = StatefulPolicyPre<T>;
 /// The WIT package this host implements, as `namespace:name`.
 pub const PACKAGE: &str = "relaygate:policy";
 /// The WIT package version this host implements.
-pub const VERSION: &str = "0.1.0";
+pub const VERSION: &str = "0.1.1";

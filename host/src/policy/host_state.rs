@@ -6,6 +6,7 @@ use super::bindings::relaygate::policy::{config, dns, log, server, state, types}
 use super::wasi::WasiState;
 use crate::config::{PolicyConfig, PolicyValue};
 use crate::dns::{Dns, DnsError};
+use crate::hook::ListenerIdentity;
 use crate::state::StateError;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct HostState {
     pub(super) call_started: Instant,
     pub(super) host_time: Duration,
     pub(super) waited: WaitClock,
+    /// The listener of the session being asked; none during `init`.
+    pub(super) listener: Option<ListenerIdentity>,
     /// The policy's keys in the state store; none during `init`.
     pub(super) state_keys: Option<crate::state::Namespace>,
     /// WASI, built on the guest's first WASI call (see [`super::wasi`]).
@@ -80,13 +83,19 @@ impl HostState {
             call_started: Instant::now(),
             host_time: Duration::ZERO,
             waited: WaitClock::default(),
+            listener: None,
             state_keys: None,
             wasi: None,
         }
     }
 
-    /// Reset the CPU budget at the start of a hook call.
-    pub(super) fn begin_call(&mut self) {
+    /// Reset the CPU budget at the start of a hook call asked for a session
+    /// on `listener` (none for `init`). An instance may serve several
+    /// sessions in turn, so the listener is set at every call.
+    pub(super) fn begin_call(&mut self, listener: Option<&ListenerIdentity>) {
+        if self.listener.as_ref() != listener {
+            self.listener = listener.cloned();
+        }
         self.call_started = Instant::now();
         self.host_time = Duration::ZERO;
         self.waited.take();
@@ -242,7 +251,17 @@ impl server::Host for HostState {
     }
 
     async fn hostname(&mut self) -> String {
-        self.services.hostname.clone()
+        match &self.listener {
+            Some(listener) => listener.hostname.to_string(),
+            None => self.services.hostname.clone(),
+        }
+    }
+
+    async fn listener(&mut self) -> String {
+        self.listener
+            .as_ref()
+            .map(|l| l.name.to_string())
+            .unwrap_or_default()
     }
 }
 

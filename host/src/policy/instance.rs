@@ -11,7 +11,7 @@ use super::load_error::LoadError;
 use super::verdict;
 use super::{LoadedPolicy, PolicyInfo, SessionRecord};
 use crate::config::FailureMode;
-use crate::hook::{Decision, Offer, PolicyContext, PolicyRequest};
+use crate::hook::{Decision, ListenerIdentity, Offer, PolicyContext, PolicyRequest};
 use crate::smtp::reply::catalogue;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,7 +124,8 @@ impl PolicyInstance {
         let hook = request.hook();
         let mut record = self.record.take();
         context.write_wit(&mut record);
-        let result = self.call(record.as_ref().map(|r| &r.wit), request).await;
+        let session = record.as_ref().map(|r| (&r.wit, &context.listener));
+        let result = self.call(session, request).await;
         self.record = record;
         let result = result.and_then(|outcome| match outcome {
             Outcome::Verdict(v) => verdict::validate(v)
@@ -225,13 +226,18 @@ impl PolicyInstance {
         Ok(self.live.as_mut().expect("instantiated above"))
     }
 
+    /// Call the hook `request` names, for `session` (the record and its
+    /// listener; none for `init`).
     async fn call(
         &mut self,
-        session: Option<&wit::Session>,
+        session: Option<(&wit::Session, &ListenerIdentity)>,
         request: PolicyRequest,
     ) -> Result<Outcome, PolicyFailure> {
         let live = self.live().await?;
-        live.store.data_mut().begin_call();
+        live.store
+            .data_mut()
+            .begin_call(session.map(|(_, listener)| listener));
+        let session = session.map(|(record, _)| record);
         live.store.set_epoch_deadline(1);
         // Boxed as `Send` here, where the lifetimes are concrete: the
         // compiler cannot prove it through the generated bindings otherwise.

@@ -204,13 +204,20 @@ pub async fn load_configured(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hook::ListenerIdentity;
 
     /// Overwriting the previous call's record gives what a fresh one would.
     #[test]
     fn rewritten_record_matches_a_fresh_one() {
         let client: SocketAddr = "192.0.2.1:40000".parse().unwrap();
         let server: SocketAddr = "[::ffff:198.51.100.2]:25".parse().unwrap();
-        let mut context = PolicyContext::connected(1, client, server, Some("c.test".into()));
+        let mut context = PolicyContext::connected(
+            1,
+            ListenerIdentity::new("smtp", "relay.test"),
+            client,
+            server,
+            Some("c.test".into()),
+        );
         context.helo = Some("a-rather-long-helo-name.example.net".into());
         context.sender = Some("s@example.com".into());
         context.recipients = vec!["a@example.com".into(), "b@example.com".into()];

@@ -31,6 +31,9 @@ pub struct ServerFacts {
     /// `[proxy] hostname`.
     #[serde(default = "default_hostname")]
     pub hostname: String,
+    /// The listener clients connect to, unless a case names another.
+    #[serde(default = "default_listener")]
+    pub listener: String,
     /// The machine's own networks as CIDR text.
     #[serde(default = "default_own_networks")]
     pub own_networks: Vec<ipnet::IpNet>,
@@ -43,6 +46,7 @@ impl Default for ServerFacts {
     fn default() -> Self {
         Self {
             hostname: default_hostname(),
+            listener: default_listener(),
             own_networks: default_own_networks(),
             address: default_address(),
         }
@@ -58,6 +62,10 @@ pub struct Limits {
     pub call_timeout: Option<std::time::Duration>,
     /// `[policy] memory_limit` in bytes.
     pub memory_limit: Option<usize>,
+}
+
+fn default_listener() -> String {
+    "smtp".to_string()
 }
 
 fn default_hostname() -> String {
@@ -97,6 +105,8 @@ pub struct Case {
     /// TLS active.
     #[serde(default)]
     pub tls: bool,
+    /// The listener the client connects to, when not `[server] listener`.
+    pub listener: Option<String>,
     /// Authenticated identity.
     pub auth: Option<String>,
     /// AUTH mechanism, default PLAIN.

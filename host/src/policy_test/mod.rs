@@ -17,7 +17,7 @@ pub mod script;
 
 use crate::config::{Config, ModuleSource, PolicyConfig};
 use crate::dns::{Dns, FixedRecords};
-use crate::hook::PolicyContext;
+use crate::hook::{ListenerIdentity, PolicyContext};
 use crate::policy::{
     LoadError, LoadedPolicy, PolicyChain, PolicyEngine, PolicyInstance, PolicyServices,
     load_chains_offline,
@@ -343,7 +343,12 @@ impl Runner {
             None
         };
         let client = SocketAddr::new(case.client, CLIENT_PORT);
-        let mut context = PolicyContext::connected(id, client, file.server.address, client_name);
+        let listener = ListenerIdentity::new(
+            case.listener.as_deref().unwrap_or(&file.server.listener),
+            &file.server.hostname,
+        );
+        let mut context =
+            PolicyContext::connected(id, listener, client, file.server.address, client_name);
         // A case with `tls = true` plays a session after STARTTLS.
         context.tls = case.tls;
         let upstream = ScriptedUpstream::default();

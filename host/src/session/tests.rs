@@ -1,6 +1,7 @@
 //! Session state machine tables: plain values in, actions out.
 
 use super::*;
+use crate::hook::ListenerIdentity;
 use crate::smtp::parse_command;
 use std::net::SocketAddr;
 
@@ -15,7 +16,13 @@ fn session() -> Session {
             max_errors: 10,
         },
         Capabilities::default(),
-        PolicyContext::connected(1, client, server, None),
+        PolicyContext::connected(
+            1,
+            ListenerIdentity::new("smtp", "relay.test"),
+            client,
+            server,
+            None,
+        ),
     )
 }
 
@@ -231,7 +238,13 @@ fn utf8_ready(offered: bool) -> Session {
             smtputf8: offered,
             ..Capabilities::default()
         },
-        PolicyContext::connected(1, client, server, None),
+        PolicyContext::connected(
+            1,
+            ListenerIdentity::new("smtp", "relay.test"),
+            client,
+            server,
+            None,
+        ),
     );
     s.start();
     accept(&mut s);
@@ -445,7 +458,13 @@ fn auth_session(requires_tls: bool, tls: bool) -> (Session, Reply) {
 fn listener_session(capabilities: Capabilities, tls: bool, offer: Offer) -> (Session, Reply) {
     let client: SocketAddr = "192.0.2.1:40000".parse().unwrap();
     let server: SocketAddr = "192.0.2.254:25".parse().unwrap();
-    let mut context = PolicyContext::connected(1, client, server, None);
+    let mut context = PolicyContext::connected(
+        1,
+        ListenerIdentity::new("smtp", "relay.test"),
+        client,
+        server,
+        None,
+    );
     context.tls = tls;
     let mut s = Session::new(
         "mx.test".into(),

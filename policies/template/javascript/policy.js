@@ -1,5 +1,5 @@
 // The component: binds rules.js to relaygate's WIT world `policy`.
-import config from "relaygate:policy/config@0.1.0";
+import config from "relaygate:policy/config@0.1.1";
 import { blockedDomains, refuseSender } from "./rules.js";
 
 const ACCEPT = { action: "accept", reply: null };
