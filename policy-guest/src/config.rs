@@ -149,6 +149,16 @@ impl<'a> Reader<'a> {
         networks
     }
 
+    /// A key this policy no longer reads: a problem naming what to do
+    /// `instead` when the table still sets it, so an old configuration is
+    /// refused loudly rather than half obeyed.
+    pub fn removed(&mut self, key: &'static str, instead: &str) {
+        self.known.push(key);
+        if self.source.get(key).is_some() {
+            self.problem(key, format!("no longer read by this policy: {instead}"));
+        }
+    }
+
     /// Finish: the problems found, plus one per key nobody asked for.
     pub fn finish(mut self) -> Result<(), Vec<String>> {
         for key in self.source.keys() {

@@ -5,6 +5,11 @@
 //! any counter is over its limit the recipient is refused with the
 //! configured reply (451 4.7.1 by default).
 //!
+//! It only counts: which recipients a client may relay to is the relay
+//! rules' job, so a site stacks it after them in a policy chain (README.md,
+//! "Policy chains"), e.g. `builtin:apple-relay` then `rate-limit`, and the
+//! relay refusal comes before anything is counted.
+//!
 //! Counters live in relaygate's store (the WIT `state` interface) and are
 //! created by an atomic increment with a time to live of `window_secs`, so
 //! several proxies sharing one Redis server count together, and no clock is
@@ -16,7 +21,7 @@
 use kit::config::{ConfigSource, Reader};
 use kit::net::{self, IpNetwork};
 use kit::reply::{Outcome, check_reply};
-use kit::settings::{ClientPrefixes, LocalDomains, OnStateError};
+use kit::settings::{ClientPrefixes, OnStateError};
 use kit::stateful::{Level, LogLine, PolicySettings, StatefulPolicy, Transaction};
 use kit::store::{Store, StoreError};
 
@@ -46,10 +51,10 @@ pub struct Settings {
     pub reply_text: String,
     /// Answer to a state store failure.
     pub on_state_error: OnStateError,
-    /// When set, recipients outside these domains are refused (554 5.7.1)
-    /// unless the client is exempt or authenticated.
-    pub local_domains: LocalDomains,
 }
+
+/// What `local_domains`, read by earlier versions, now is.
+const LOCAL_DOMAINS_MOVED: &str = "relaying is decided by the relay rules: ask builtin:apple-relay (with its local_domains) before rate-limit in a [[chain]] (README.md, \"Policy chains\")";
 
 impl PolicySettings for Settings {
     /// Read and check the configuration; every problem names its key.
@@ -77,7 +82,7 @@ impl PolicySettings for Settings {
             reader.problem("reply_code", why);
         }
         let on_state_error = OnStateError::read(&mut reader);
-        let local_domains = LocalDomains::read(&mut reader);
+        reader.removed("local_domains", LOCAL_DOMAINS_MOVED);
         reader.finish()?;
         Ok(Self {
             window_secs: window_secs as u64,
@@ -90,7 +95,6 @@ impl PolicySettings for Settings {
             reply_status,
             reply_text,
             on_state_error,
-            local_domains,
         })
     }
 
@@ -104,7 +108,7 @@ impl PolicySettings for Settings {
             }
         };
         format!(
-            "rate limit per {}s: user {}, sender {}, network (/{}, /{}) {}; {} exempt networks; over the limit: {} {}; state errors {}{}",
+            "rate limit per {}s: user {}, sender {}, network (/{}, /{}) {}; {} exempt networks; over the limit: {} {}; state errors {}",
             self.window_secs,
             limit(self.max_per_user),
             limit(self.max_per_sender),
@@ -115,13 +119,14 @@ impl PolicySettings for Settings {
             self.reply_code,
             self.reply_status,
             self.on_state_error.name(),
-            self.local_domains.summary(),
         )
     }
 
-    /// Whether, as configured, any client may relay to any domain.
+    /// Always: this policy never refuses relaying by itself. A chain that
+    /// asks relay rules too is judged by them (an open relay only when every
+    /// enforcing module of the chain is one).
     fn is_open_relay(&self) -> bool {
-        self.local_domains.is_empty()
+        true
     }
 }
 
@@ -141,8 +146,6 @@ pub enum Counter {
 pub enum Reason {
     /// An exempt network: not counted.
     Exempt,
-    /// Relay refused: not a local domain.
-    NotLocal,
     /// Every counter within its limit.
     Within,
     /// This counter went over its limit, with the count reached.
@@ -151,22 +154,15 @@ pub enum Reason {
     StoreFailed(StoreError),
 }
 
-/// Count one recipient and decide.
-pub fn rcpt_to(
+/// Count one recipient of `transaction` and decide.
+pub fn count_recipient(
     settings: &Settings,
     store: &dyn Store,
     transaction: &Transaction<'_>,
-    recipient: &str,
 ) -> (Outcome, Reason) {
     let exempt = transaction
         .ip
         .is_some_and(|ip| net::contains(&settings.exempt_networks, ip));
-    if !exempt
-        && transaction.auth_user.is_none()
-        && settings.local_domains.refuses_relay_to(recipient)
-    {
-        return (LocalDomains::relay_denied(), Reason::NotLocal);
-    }
     if exempt {
         return (Outcome::Accept, Reason::Exempt);
     }
@@ -198,9 +194,9 @@ impl StatefulPolicy for RateLimit {
         settings: &Settings,
         store: &dyn Store,
         transaction: &Transaction<'_>,
-        recipient: &str,
+        _recipient: &str,
     ) -> (Outcome, LogLine) {
-        let (outcome, reason) = rcpt_to(settings, store, transaction, recipient);
+        let (outcome, reason) = count_recipient(settings, store, transaction);
         let line = match &reason {
             Reason::StoreFailed(error) => LogLine::state_failed("rate-limit", error),
             Reason::Over(counter, reached) => LogLine::new(
@@ -291,7 +287,7 @@ mod tests {
         let senders = ["a@x.org", "b@x.org", "c@x.org", "d@x.org"];
         for (n, address) in senders.iter().enumerate() {
             let who = user("joe", address);
-            let (outcome, reason) = rcpt_to(&settings, &store, &who, "r@y.com");
+            let (outcome, reason) = count_recipient(&settings, &store, &who);
             if n < 3 {
                 assert_eq!(outcome, Outcome::Accept, "{n}");
             } else {
@@ -303,18 +299,18 @@ mod tests {
         }
         // Another user is not affected; JOE is joe.
         assert!(
-            rcpt_to(&settings, &store, &user("ann", "e@x.org"), "r@y.com")
+            count_recipient(&settings, &store, &user("ann", "e@x.org"))
                 .0
                 .is_accept()
         );
         assert!(
-            !rcpt_to(&settings, &store, &user("JOE", "f@x.org"), "r@y.com")
+            !count_recipient(&settings, &store, &user("JOE", "f@x.org"))
                 .0
                 .is_accept()
         );
         store.advance_ms(60_001);
         assert!(
-            rcpt_to(&settings, &store, &user("joe", "a@x.org"), "r@y.com")
+            count_recipient(&settings, &store, &user("joe", "a@x.org"))
                 .0
                 .is_accept()
         );
@@ -328,45 +324,25 @@ mod tests {
             |ip: &'static str, address: &'static str| Transaction::new(ip, None, address);
         for _ in 0..5 {
             assert!(
-                rcpt_to(
-                    &settings,
-                    &store,
-                    &anonymous("192.0.2.1", "s@x.org"),
-                    "r@y.com"
-                )
-                .0
-                .is_accept()
+                count_recipient(&settings, &store, &anonymous("192.0.2.1", "s@x.org"))
+                    .0
+                    .is_accept()
             );
         }
-        let (_, reason) = rcpt_to(
-            &settings,
-            &store,
-            &anonymous("198.51.100.1", "S@X.org"),
-            "r@y.com",
-        );
+        let (_, reason) = count_recipient(&settings, &store, &anonymous("198.51.100.1", "S@X.org"));
         assert_eq!(reason, Reason::Over(Counter::Sender, 6));
         // The network counter: 5 + 5 more from the same /24 with other senders.
         for sender in ["1@x.org", "2@x.org", "3@x.org", "4@x.org", "5@x.org"] {
             assert!(
-                rcpt_to(
-                    &settings,
-                    &store,
-                    &anonymous("192.0.2.200", sender),
-                    "r@y.com"
-                )
-                .0
-                .is_accept()
+                count_recipient(&settings, &store, &anonymous("192.0.2.200", sender))
+                    .0
+                    .is_accept()
             );
         }
-        let (_, reason) = rcpt_to(
-            &settings,
-            &store,
-            &anonymous("192.0.2.9", "6@x.org"),
-            "r@y.com",
-        );
+        let (_, reason) = count_recipient(&settings, &store, &anonymous("192.0.2.9", "6@x.org"));
         assert_eq!(reason, Reason::Over(Counter::Network, 11));
         // The null sender is not a sender counter.
-        let (_, reason) = rcpt_to(&settings, &store, &anonymous("203.0.113.1", ""), "r@y.com");
+        let (_, reason) = count_recipient(&settings, &store, &anonymous("203.0.113.1", ""));
         assert_eq!(reason, Reason::Within);
         assert!(!store.keys().iter().any(|k| k == "sender:"));
     }
@@ -386,18 +362,14 @@ mod tests {
         let inside = Transaction::new("10.1.1.1", None, "s@x.org");
         for _ in 0..5 {
             assert_eq!(
-                rcpt_to(&settings, &store, &inside, "r@y.com").1,
+                count_recipient(&settings, &store, &inside).1,
                 Reason::Exempt
             );
         }
         assert!(store.keys().is_empty());
         let outside = Transaction::new("192.0.2.1", None, "s@x.org");
-        assert!(
-            rcpt_to(&settings, &store, &outside, "r@y.com")
-                .0
-                .is_accept()
-        );
-        let (outcome, _) = rcpt_to(&settings, &store, &outside, "r@y.com");
+        assert!(count_recipient(&settings, &store, &outside).0.is_accept());
+        let (outcome, _) = count_recipient(&settings, &store, &outside);
         assert!(
             matches!(outcome, Outcome::Reject(r) if r.code == 550 && r.status == "5.7.1" && r.text == "Sending limit reached")
         );
@@ -408,14 +380,14 @@ mod tests {
         let store = MemoryStore::new();
         store.set_down(true);
         let who = user("joe", "a@x.org");
-        let (outcome, reason) = rcpt_to(&settings(vec![]), &store, &who, "r@y.com");
+        let (outcome, reason) = count_recipient(&settings(vec![]), &store, &who);
         assert!(matches!(&outcome, Outcome::Tempfail(r) if r.status == "4.3.0"));
         assert!(matches!(
             reason,
             Reason::StoreFailed(StoreError::Unavailable(_))
         ));
         let open = settings(vec![("on_state_error", Value::Text("accept".into()))]);
-        assert!(rcpt_to(&open, &store, &who, "r@y.com").0.is_accept());
+        assert!(count_recipient(&open, &store, &who).0.is_accept());
     }
 
     #[test]
@@ -453,5 +425,21 @@ mod tests {
         assert!(problems[0].starts_with("max_per_user: every limit is 0"));
         assert!(problems[1].starts_with("reply_code:"));
         assert!(problems[2].starts_with("windw_secs: unknown key"));
+    }
+
+    #[test]
+    fn local_domains_is_refused_with_what_to_do_instead() {
+        let problems = Settings::parse(&vec![(
+            "local_domains",
+            Value::TextList(vec!["example.com".into()]),
+        )])
+        .unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("local_domains: no longer read by this policy")
+                && problems[0].contains("builtin:apple-relay"),
+            "{problems:?}"
+        );
+        assert!(settings(vec![]).is_open_relay());
     }
 }
