@@ -4,7 +4,8 @@
 //! a TLS handshake that never completes dropped after the command timeout
 //! while other clients are served; a reload bringing a new certificate to
 //! the implicit-TLS listener too; and swaks with `--tls-on-connect` and
-//! `--tls` against the two submission listeners.
+//! `--tls` against the two submission listeners, also with the MX and the
+//! submission listeners asking different policy chains.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use relaygate_tests::admin::http;
 use relaygate_tests::certs::TestCerts;
 use relaygate_tests::client::SmtpClient;
-use relaygate_tests::proxy::TestProxy;
+use relaygate_tests::proxy::{TestProxy, misbehaving_wasm};
 use relaygate_tests::tools::run_tool;
 use relaygate_tests::tools::swaks_with_tls;
 use relaygate_tests::upstream::{Extension, RecordingUpstream, UpstreamBehaviour};
@@ -434,4 +435,137 @@ async fn swaks_submits_over_implicit_tls_and_over_starttls() {
         .map(|m| m.header("Subject").unwrap_or_default())
         .collect();
     assert_eq!(subjects, ["via implicit tls", "via starttls"]);
+}
+
+/// The three listeners of [`config`], the MX one asking the chain `inbound`
+/// (Apple's rules without AUTH, then a module refusing recipients with
+/// "spam"), the two submission ones the chain `submission` (Apple's "send
+/// only", then a module refusing recipients with "quota").
+fn chained_config(certs: &TestCerts, users: &Path) -> String {
+    let fixture = misbehaving_wasm();
+    let module = |name: &str, chain: &str, flag: u8, word: &str| {
+        format!(
+            r#"
+[[chain]]
+name = "{chain}"
+[[chain.module]]
+name = "relay"
+module = "builtin:apple-relay"
+[chain.module.config]
+open_relay_addr_flag = 1
+open_relay_addr_list = ["127.0.0.7"]
+smtp_plain_login_flag = {flag}
+local_domains = ["example.com"]
+[[chain.module]]
+name = "{name}"
+module = {path}
+[chain.module.config]
+rcpt_to = "reject-if-recipient-contains:{word}"
+"#,
+            path = toml_path(&fixture)
+        )
+    };
+    config(certs, users, "30s")
+        .replace(
+            "hostname = \"mx.test\"\n",
+            "hostname = \"mx.test\"\nchain = \"inbound\"\n",
+        )
+        .replace(
+            "hostname = \"smtp.test\"\n",
+            "hostname = \"smtp.test\"\nchain = \"submission\"\n",
+        )
+        + &module("no-spam", "inbound", 0, "spam")
+        + &module("quota", "submission", 1, "quota")
+}
+
+#[tokio::test]
+async fn swaks_meets_each_listener_with_its_own_chain() {
+    let Some(swaks) = swaks_with_tls() else {
+        return;
+    };
+    let certs = TestCerts::generate(&["localhost", "127.0.0.1"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+    std::fs::write(&users, format!("{USER}:{hash}\n")).unwrap();
+    let upstream = RecordingUpstream::start(UpstreamBehaviour::default())
+        .await
+        .unwrap();
+    let config = chained_config(&certs, &users);
+    assert_eq!(
+        config.matches("chain = \"submission\"").count(),
+        2,
+        "{config}"
+    );
+    let proxy = TestProxy::start(&config, upstream.addr()).await.unwrap();
+    // (listener, swaks TLS flags, recipient, the reply code swaks must meet)
+    let sessions: [(&str, &[&str], &str, u16); 6] = [
+        ("mx", &[], "bob@example.com", 250),
+        ("mx", &[], "spam@example.com", 550),
+        ("mx", &[], REMOTE_RCPT, 554),
+        (
+            "submissions",
+            &["--tls-on-connect"],
+            "spam@example.org",
+            250,
+        ),
+        (
+            "submissions",
+            &["--tls-on-connect"],
+            "quota@example.org",
+            550,
+        ),
+        ("submission", &["--tls"], "quota@example.com", 550),
+    ];
+    let mut delivered = Vec::new();
+    for (listener, tls, recipient, code) in sessions {
+        let server = proxy.listener_addr(listener).to_string();
+        let mut args = vec!["--server", server.as_str(), "--to", recipient];
+        args.extend_from_slice(tls);
+        if listener != "mx" {
+            args.extend_from_slice(&[
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                USER,
+                "--auth-password",
+                PASSWORD,
+            ]);
+        }
+        args.extend_from_slice(&["--from", "alice@example.com", "--ehlo", "laptop.test"]);
+        let output = run_tool(&swaks, &args, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let transcript = String::from_utf8_lossy(&output.stdout);
+        let rcpt_reply = transcript
+            .lines()
+            .skip_while(|line| !line.contains("RCPT TO:"))
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            rcpt_reply.contains(&format!(" {code} ")),
+            "{listener} {recipient}: want {code}, swaks saw:\n{transcript}"
+        );
+        assert_eq!(output.status.success(), code == 250, "{transcript}");
+        if code == 250 {
+            delivered.push(recipient);
+        }
+    }
+    let received: Vec<String> = upstream
+        .messages()
+        .iter()
+        .flat_map(|m| m.recipients.clone())
+        .collect();
+    assert_eq!(received, delivered);
+    // Each refusal was counted for the module of the listener's chain.
+    let metrics = proxy.reloader().metrics().encode();
+    for (module, refusals) in [("no-spam", "1"), ("quota", "2"), ("relay", "1")] {
+        let series = format!(
+            "relaygate_policy_calls_total{{hook=\"rcpt-to\",verdict=\"reject\",module=\"{module}\"}} {refusals}"
+        );
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "{series} in {metrics}"
+        );
+    }
 }
