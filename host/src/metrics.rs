@@ -2,11 +2,12 @@
 //! No label carries a client address (cardinality stays bounded).
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::time::Duration;
 
 /// Labels of a policy call.
@@ -61,6 +62,8 @@ pub struct ListenerLabel {
 /// Every metric relaygate keeps.
 pub struct Metrics {
     registry: Registry,
+    /// Each registered family's name (without the prefix) and type.
+    families: Vec<(&'static str, MetricType)>,
     /// Client connections accepted, by listener.
     pub connections: Family<ListenerLabel, Counter>,
     /// Implicit-TLS handshakes that failed or timed out, by listener.
@@ -98,9 +101,24 @@ pub struct Metrics {
     pub error_limit_closes: Counter,
 }
 
+/// The registry being filled, remembering what goes in: a family with no
+/// sample yet does not appear in a scrape, but dashboards and alert rules
+/// may still ask for it.
+struct Catalogue {
+    registry: Registry,
+    families: Vec<(&'static str, MetricType)>,
+}
+
+impl Catalogue {
+    fn add(&mut self, name: &'static str, help: &str, metric: impl Metric) {
+        self.families.push((name, metric.metric_type()));
+        self.registry.register(name, help, metric);
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("relaygate");
+        let registry = Registry::with_prefix("relaygate");
         let metrics = Self {
             connections: Family::default(),
             tls_handshake_failures: Family::default(),
@@ -118,84 +136,90 @@ impl Default for Metrics {
             write_timeouts: Family::default(),
             error_limit_closes: Counter::default(),
             registry: Registry::default(),
+            families: Vec::new(),
         };
-        registry.register(
+        let mut catalogue = Catalogue {
+            registry,
+            families: Vec::new(),
+        };
+        catalogue.add(
             "connections",
             "Client connections accepted, by listener",
             metrics.connections.clone(),
         );
-        registry.register(
+        catalogue.add(
             "tls_handshake_failures",
             "Implicit-TLS handshakes that failed or timed out, by listener",
             metrics.tls_handshake_failures.clone(),
         );
-        registry.register(
+        catalogue.add(
             "sessions_active",
             "SMTP sessions open now",
             metrics.sessions_active.clone(),
         );
-        registry.register(
+        catalogue.add(
             "transactions",
             "Mail transactions by outcome",
             metrics.transactions.clone(),
         );
-        registry.register(
+        catalogue.add(
             "policy_calls",
             "Policy hook calls by hook, verdict and chain module",
             metrics.policy_calls.clone(),
         );
-        registry.register(
+        catalogue.add(
             "policy_call_seconds",
             "Time of one policy hook call",
             metrics.policy_call_seconds.clone(),
         );
-        registry.register(
+        catalogue.add(
             "policy_failures",
             "Policy calls that trapped, timed out, ran out of memory or answered invalidly",
             metrics.policy_failures.clone(),
         );
-        registry.register(
+        catalogue.add(
             "upstream_errors",
             "Upstream connections that failed or broke",
             metrics.upstream_errors.clone(),
         );
-        registry.register(
+        catalogue.add(
             "reloads",
             "Policy reloads by result",
             metrics.reloads.clone(),
         );
-        registry.register(
+        catalogue.add(
             "auth_failures",
             "Failed SMTP AUTH attempts",
             metrics.auth_failures.clone(),
         );
-        registry.register(
+        catalogue.add(
             "auth_throttled",
             "SMTP AUTH attempts refused by the brute-force control without asking the backend",
             metrics.auth_throttled.clone(),
         );
-        registry.register(
+        catalogue.add(
             "auth_unavailable",
             "SMTP AUTH attempts the backend gave no answer to (down, timed out, no free check slot)",
             metrics.auth_unavailable.clone(),
         );
-        registry.register(
+        catalogue.add(
             "state_errors",
             "Policy state operations that failed, by kind",
             metrics.state_errors.clone(),
         );
-        registry.register(
+        catalogue.add(
             "write_timeouts",
             "Sessions ended because a peer did not take what was written within its timeout, by peer",
             metrics.write_timeouts.clone(),
         );
-        registry.register(
+        catalogue.add(
             "error_limit_closes",
             "Sessions closed with 421 after too many errors",
             metrics.error_limit_closes.clone(),
         );
         Self {
-            registry,
+            registry: catalogue.registry,
+            families: catalogue.families,
             ..metrics
         }
     }
@@ -269,6 +293,26 @@ impl Metrics {
     pub fn reload(&self, ok: bool) {
         let kind = if ok { "ok" } else { "failed" };
         self.reloads.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Every series name a scrape can show, whether or not it has a sample
+    /// yet: counters with `_total`, histograms with `_bucket`, `_sum` and
+    /// `_count`, gauges as named.
+    pub fn series_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for (family, kind) in &self.families {
+            let name = format!("relaygate_{family}");
+            match kind {
+                MetricType::Counter => names.push(format!("{name}_total")),
+                MetricType::Histogram => {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        names.push(format!("{name}{suffix}"));
+                    }
+                }
+                _ => names.push(name),
+            }
+        }
+        names
     }
 
     /// The Prometheus text exposition.
