@@ -185,11 +185,11 @@ async fn measure(engine: &PolicyEngine, subject: &Subject) -> anyhow::Result<Fig
     for (hook, request) in hooks() {
         // Warm up (first calls initialise language runtimes), then measure.
         for _ in 0..20 {
-            instance.ask(&context, request.clone()).await;
+            instance.ask(&context, &request).await;
         }
         let mut samples = Vec::new();
         for _ in 0..500 {
-            let answer = instance.ask(&context, request.clone()).await;
+            let answer = instance.ask(&context, &request).await;
             if let Some(failure) = answer.failure {
                 anyhow::bail!("{hook} failed: {failure}");
             }

@@ -280,7 +280,7 @@ impl Workload {
                 let context = session_context();
                 // Warm: instantiate and let the guest read its settings.
                 for warm in ["connect", "rcpt-to"] {
-                    rt.block_on(instance.ask(&context, hook_request(warm)));
+                    rt.block_on(instance.ask(&context, &hook_request(warm)));
                 }
                 let request = hook_request(&hook["hook/".len()..]);
                 Workload::Hook {
@@ -331,7 +331,7 @@ impl Workload {
                 ..
             } => rt.block_on(async {
                 for _ in 0..iterations {
-                    let answer = instance.ask(context, request.clone()).await;
+                    let answer = instance.ask(context, request).await;
                     assert!(answer.failure.is_none(), "{:?}", answer.failure);
                     black_box(answer);
                 }
@@ -356,7 +356,7 @@ impl Workload {
                     let mut instance = PolicyInstance::new(policy.clone(), 9);
                     if *first_hook {
                         let answer = instance
-                            .ask(&session_context(), PolicyRequest::Connect)
+                            .ask(&session_context(), &PolicyRequest::Connect)
                             .await;
                         assert!(answer.failure.is_none(), "{:?}", answer.failure);
                     } else {

@@ -5,12 +5,12 @@
 //! answering.
 
 use crate::config::PolicyMode;
-use crate::hook::{Decision, Hook, PolicyContext, PolicyRequest};
+use crate::hook::{Decision, PolicyContext, PolicyRequest};
 use crate::metrics::Metrics;
 use crate::policy::{LoadedPolicy, PolicyAnswer};
 
 /// Whether calls for this client are traced.
-pub fn tracing_on(policy: &LoadedPolicy, context: &PolicyContext) -> bool {
+fn tracing_on(policy: &LoadedPolicy, context: &PolicyContext) -> bool {
     let settings = policy.settings();
     let ip = crate::net::canonical(context.client.ip());
     settings.trace || settings.trace_clients.iter().any(|net| net.contains(&ip))
@@ -24,10 +24,10 @@ pub fn apply(
     module: &str,
     policy: &LoadedPolicy,
     context: &PolicyContext,
-    hook: Hook,
-    traced_request: Option<&PolicyRequest>,
+    request: &PolicyRequest,
     answer: &PolicyAnswer,
 ) -> Decision {
+    let hook = request.hook();
     let failure = answer.failure.as_ref().map(|f| f.kind());
     metrics.policy_call(
         module,
@@ -41,7 +41,7 @@ pub fn apply(
         Decision::Accept => None,
         Decision::Reject(reply) | Decision::Tempfail(reply) => Some(reply.to_string()),
     };
-    if let Some(request) = traced_request {
+    if tracing_on(policy, context) {
         tracing::info!(
             target: "relaygate::trace",
             hook = hook.name(),

@@ -307,21 +307,11 @@ impl AskModule<PolicyInstance> for LiveAsker<'_> {
         &mut self,
         name: &Arc<str>,
         instance: &mut PolicyInstance,
-        request: PolicyRequest,
+        request: &PolicyRequest,
     ) -> (PolicyMode, PolicyAnswer) {
-        let hook = request.hook();
         let policy = instance.policy().clone();
-        let traced = decisions::tracing_on(&policy, self.context).then(|| request.clone());
         let answer = instance.ask(self.context, request).await;
-        decisions::apply(
-            self.metrics,
-            name,
-            &policy,
-            self.context,
-            hook,
-            traced.as_ref(),
-            &answer,
-        );
+        decisions::apply(self.metrics, name, &policy, self.context, request, &answer);
         (policy.settings().mode, answer)
     }
 }

@@ -363,13 +363,12 @@ pub trait AskModule<M> {
         &mut self,
         name: &Arc<str>,
         module: &mut M,
-        request: PolicyRequest,
+        request: &PolicyRequest,
     ) -> impl Future<Output = (PolicyMode, PolicyAnswer)> + Send;
 }
 
 /// Ask `modules` (name, module) in order at one hook until an enforcing
-/// one refuses, combining their answers into a [`ChainVerdict`]; the
-/// request is cloned for all but the last module. Both the connection
+/// one refuses, combining their answers into a [`ChainVerdict`]. Both the connection
 /// driver and the offline `relaygate policy test` driver ask chains
 /// through this.
 pub async fn ask_in_order<M, A: AskModule<M>>(
@@ -378,20 +377,12 @@ pub async fn ask_in_order<M, A: AskModule<M>>(
     asker: &mut A,
 ) -> ChainVerdict {
     let mut verdict = ChainVerdict::new();
-    let hook = request.hook();
-    let Some(((last_name, last), first)) = modules.split_last_mut() else {
-        return verdict;
-    };
-    for (name, module) in first {
-        let (mode, answer) = asker.ask(name, module, request.clone()).await;
+    for (name, module) in modules {
+        let (mode, answer) = asker.ask(name, module, &request).await;
         if verdict.add(name, mode, &answer.decision, answer.offer) == Next::Stop {
-            tracing::debug!(hook = hook.name(), module = %name, "refused by chain module");
-            return verdict;
+            tracing::debug!(hook = request.hook().name(), module = %name, "refused by chain module");
+            break;
         }
-    }
-    let (mode, answer) = asker.ask(last_name, last, request).await;
-    if verdict.add(last_name, mode, &answer.decision, answer.offer) == Next::Stop {
-        tracing::debug!(hook = hook.name(), module = %last_name, "refused by chain module");
     }
     verdict
 }
@@ -522,7 +513,7 @@ mod tests {
             &mut self,
             name: &Arc<str>,
             module: &mut (PolicyMode, Decision),
-            _request: PolicyRequest,
+            _request: &PolicyRequest,
         ) -> (PolicyMode, PolicyAnswer) {
             self.asked.push(name.to_string());
             (module.0, answer(module.1.clone()))

@@ -119,7 +119,7 @@ impl PolicyInstance {
     }
 
     /// Ask the policy; failures are logged and answered per `on_failure`.
-    pub async fn ask(&mut self, context: &PolicyContext, request: PolicyRequest) -> PolicyAnswer {
+    pub async fn ask(&mut self, context: &PolicyContext, request: &PolicyRequest) -> PolicyAnswer {
         let started = Instant::now();
         let hook = request.hook();
         let mut record = self.record.take();
@@ -167,7 +167,7 @@ impl PolicyInstance {
     /// Run `init` on a fresh instance of a just-compiled policy.
     pub(super) async fn run_init(policy: Arc<LoadedPolicy>) -> Result<PolicyInfo, LoadError> {
         let mut instance = PolicyInstance::new(policy, 0);
-        match instance.call(None, PolicyRequest::Init).await {
+        match instance.call(None, &PolicyRequest::Init).await {
             Ok(Outcome::Init(Ok(info))) => Ok(PolicyInfo::from_wit(info)),
             Ok(Outcome::Init(Err(problems))) => Err(LoadError::Config(problems)),
             Ok(_) => unreachable!("init returns an init outcome"),
@@ -231,7 +231,7 @@ impl PolicyInstance {
     async fn call(
         &mut self,
         session: Option<(&wit::Session, &ListenerIdentity)>,
-        request: PolicyRequest,
+        request: &PolicyRequest,
     ) -> Result<Outcome, PolicyFailure> {
         let live = self.live().await?;
         live.store
@@ -258,11 +258,11 @@ impl PolicyInstance {
 async fn invoke(
     live: &mut Live,
     session: Option<&wit::Session>,
-    request: PolicyRequest,
+    request: &PolicyRequest,
 ) -> wasmtime::Result<Outcome> {
     let hooks: &Guest = live.bindings.relaygate_policy_hooks();
     let store = &mut live.store;
-    let session = match (&request, session) {
+    let session = match (request, session) {
         (PolicyRequest::Init, _) => return Ok(Outcome::Init(hooks.call_init(store).await?)),
         (_, Some(session)) => session,
         (_, None) => unreachable!("hooks other than init get a session"),
@@ -271,7 +271,7 @@ async fn invoke(
         PolicyRequest::Init => unreachable!("handled above"),
         PolicyRequest::Connect => Outcome::Verdict(hooks.call_connect(store, session).await?),
         PolicyRequest::Helo { name, extended } => {
-            Outcome::Verdict(hooks.call_helo(store, session, &name, extended).await?)
+            Outcome::Verdict(hooks.call_helo(store, session, name, *extended).await?)
         }
         PolicyRequest::Extensions => {
             Outcome::Extensions(hooks.call_extensions(store, session).await?)
@@ -279,24 +279,20 @@ async fn invoke(
         PolicyRequest::Auth {
             mechanism,
             identity,
-        } => Outcome::Verdict(
-            hooks
-                .call_auth(store, session, &mechanism, &identity)
-                .await?,
-        ),
+        } => Outcome::Verdict(hooks.call_auth(store, session, mechanism, identity).await?),
         PolicyRequest::MailFrom { sender, params } => {
-            let params = params_to_wit(&params);
+            let params = params_to_wit(params);
             Outcome::Verdict(
                 hooks
-                    .call_mail_from(store, session, &sender, &params)
+                    .call_mail_from(store, session, sender, &params)
                     .await?,
             )
         }
         PolicyRequest::RcptTo { recipient, params } => {
-            let params = params_to_wit(&params);
+            let params = params_to_wit(params);
             Outcome::Verdict(
                 hooks
-                    .call_rcpt_to(store, session, &recipient, &params)
+                    .call_rcpt_to(store, session, recipient, &params)
                     .await?,
             )
         }
@@ -305,8 +301,11 @@ async fn invoke(
                 size: message.size,
                 headers: message
                     .headers
-                    .into_iter()
-                    .map(|(name, value)| wit::Header { name, value })
+                    .iter()
+                    .map(|(name, value)| wit::Header {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
                     .collect(),
                 headers_truncated: message.headers_truncated,
             };

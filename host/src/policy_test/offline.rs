@@ -265,7 +265,7 @@ impl AskModule<PolicyInstance> for OfflineAsker<'_> {
         &mut self,
         name: &Arc<str>,
         instance: &mut PolicyInstance,
-        request: PolicyRequest,
+        request: &PolicyRequest,
     ) -> (PolicyMode, PolicyAnswer) {
         let mode = instance.policy().settings().mode;
         let answer = instance.ask(self.context, request).await;
