@@ -11,9 +11,7 @@
 //!   with limits and timeouts ([`connection::client_io`]), feeding the
 //!   session and performing the actions it asks for.
 //! - [`session`]: the sans-IO SMTP state machine: (state, event) -> action;
-//!   [`session::sasl`] decodes AUTH PLAIN/LOGIN exchanges;
-//!   [`session::offline`] drives a session with no sockets (a scripted
-//!   client, upstream and credentials, the real policy).
+//!   [`session::sasl`] decodes AUTH PLAIN/LOGIN exchanges.
 //! - [`policy`]: the wasmtime host: loading, limits, hook calls, imports.
 //! - [`upstream`]: the SMTP client towards the existing mail server.
 //!
@@ -38,7 +36,8 @@
 //! [`app`] assembles a running proxy from it. [`reload`] swaps a new policy
 //! in (triggered by SIGHUP, [`watch`] or the [`admin`] endpoint) while
 //! sessions in progress keep the one they started with; [`metrics`] counts
-//! what happens for the admin endpoint's `/metrics`. `ARCHITECTURE.md` at
+//! what happens for the admin endpoint's `/metrics`, and [`recent`] keeps
+//! the last reloads and refusals for its status page. `ARCHITECTURE.md` at
 //! the repository root has the whole map.
 
 pub mod admin;
@@ -54,6 +53,7 @@ pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod policy_test;
+pub mod recent;
 pub mod reload;
 pub mod session;
 pub mod smtp;

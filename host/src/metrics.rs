@@ -1,6 +1,7 @@
 //! Prometheus metrics, served as text on the admin endpoint's `/metrics`.
 //! No label carries a client address (cardinality stays bounded).
 
+use crate::recent::RecentEvents;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
@@ -59,7 +60,7 @@ pub struct ListenerLabel {
     pub listener: String,
 }
 
-/// Every metric relaygate keeps.
+/// Every metric relaygate keeps, and the recent events beside them.
 pub struct Metrics {
     registry: Registry,
     /// Each registered family's name (without the prefix) and type.
@@ -99,6 +100,8 @@ pub struct Metrics {
     pub write_timeouts: Family<KindLabel, Counter>,
     /// Sessions closed with 421 for too many errors.
     pub error_limit_closes: Counter,
+    /// The last reloads and refusals, for the status page (not exported).
+    pub recent: RecentEvents,
 }
 
 /// The registry being filled, remembering what goes in: a family with no
@@ -137,6 +140,7 @@ impl Default for Metrics {
             error_limit_closes: Counter::default(),
             registry: Registry::default(),
             families: Vec::new(),
+            recent: RecentEvents::default(),
         };
         let mut catalogue = Catalogue {
             registry,

@@ -9,6 +9,7 @@ use crate::config::{Config, ConfigSource};
 use crate::connection::SharedState;
 use crate::dns::Dns;
 use crate::policy::{Chains, LoadedPolicy, PolicyEngine, load_chains};
+use crate::recent::ReloadEvent;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -121,6 +122,19 @@ impl Reloader {
         let started = Instant::now();
         let result = self.try_reload().await;
         self.state.metrics.reload(result.is_ok());
+        self.state.metrics.recent.reload(ReloadEvent {
+            at: SystemTime::now(),
+            trigger: trigger.to_string(),
+            ok: result.is_ok(),
+            detail: match &result {
+                Ok(chains) => chain_digests(chains)
+                    .iter()
+                    .map(|(module, digest)| format!("{module}:{}", &digest[..digest.len().min(12)]))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                Err(error) => error.clone(),
+            },
+        });
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.last_attempt_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -1,6 +1,7 @@
 //! What happens to one chain module's answer before the chain combines it:
 //! it is counted (labelled with the module), traced when tracing is on for
-//! this client, and, for a dry-run module, a refusal is logged. The chain's
+//! this client, a refusal is kept for the status page's list, and, for a
+//! dry-run module, a refusal is logged. The chain's
 //! combination (`policy::ChainVerdict`) keeps a dry-run refusal from ever
 //! answering.
 
@@ -8,6 +9,7 @@ use crate::config::PolicyMode;
 use crate::hook::{Decision, PolicyContext, PolicyRequest};
 use crate::metrics::Metrics;
 use crate::policy::{LoadedPolicy, PolicyAnswer};
+use crate::recent::{Decided, Refusal};
 
 /// Whether calls for this client are traced.
 fn tracing_on(policy: &LoadedPolicy, context: &PolicyContext) -> bool {
@@ -37,6 +39,17 @@ pub fn apply(
         failure,
     );
     let dry_run = policy.settings().mode == PolicyMode::DryRun;
+    let decided = Decided {
+        module,
+        digest: policy.digest(),
+        dry_run,
+        decision: &answer.decision,
+        failure: answer.failure.as_ref().map(ToString::to_string),
+        elapsed: answer.elapsed,
+    };
+    if let Some(refusal) = Refusal::of(context, request, decided) {
+        metrics.recent.refusal(refusal);
+    }
     let reply = match &answer.decision {
         Decision::Accept => None,
         Decision::Reject(reply) | Decision::Tempfail(reply) => Some(reply.to_string()),

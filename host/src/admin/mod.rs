@@ -1,6 +1,8 @@
 //! The admin endpoint (`[admin] listen`, meant for loopback): plain HTTP for
 //! the operators' tools.
 //!
+//! - `GET /`: the status page ([`status_page`]): chains and module
+//!   digests, reloads, sessions and rates, the last refusals and why.
 //! - `GET /healthz`: 200 while the process serves.
 //! - `GET /readyz`: 200 once the listeners are bound and the policy is
 //!   compiled, 503 again when shutdown starts.
@@ -10,6 +12,9 @@
 //! - `POST /reload`: reload config and policy now (what SIGHUP does); 200
 //!   with the new digest, or 500 with the reason the old policy kept serving.
 
+pub mod status_page;
+
+use crate::recent::{SAMPLE_EVERY, Totals};
 use crate::reload::Reloader;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -22,8 +27,23 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// Serve admin requests on `listener` until the task is dropped.
+/// Counter snapshots for the status page's rates are taken meanwhile.
 pub fn spawn(listener: TcpListener, reloader: Arc<Reloader>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let sampler = {
+            let reloader = reloader.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(SAMPLE_EVERY);
+                loop {
+                    every.tick().await;
+                    let metrics = reloader.metrics();
+                    metrics
+                        .recent
+                        .sample(Totals::from_exposition(&metrics.encode()));
+                }
+            })
+        };
+        let _stop_sampler = AbortOnDrop(sampler);
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
@@ -42,8 +62,38 @@ pub fn spawn(listener: TcpListener, reloader: Arc<Reloader>) -> tokio::task::Joi
     })
 }
 
+/// Aborts the task when the admin endpoint's task ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn respond(request: Request<Incoming>, reloader: &Reloader) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => {
+            let page = status_page::render(reloader);
+            let mut response = Response::new(Full::new(Bytes::from(page)));
+            let headers = response.headers_mut();
+            headers.insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            // Nothing from elsewhere may run on or frame the page.
+            headers.insert(
+                hyper::header::CONTENT_SECURITY_POLICY,
+                hyper::header::HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+                ),
+            );
+            headers.insert(
+                hyper::header::CACHE_CONTROL,
+                hyper::header::HeaderValue::from_static("no-store"),
+            );
+            response
+        }
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => {
             if reloader.ready() {
@@ -88,7 +138,7 @@ async fn respond(request: Request<Incoming>, reloader: &Reloader) -> Response<Fu
                 &json!({ "ok": false, "error": error }),
             ),
         },
-        (_, "/healthz" | "/readyz" | "/metrics" | "/status" | "/reload") => {
+        (_, "/" | "/healthz" | "/readyz" | "/metrics" | "/status" | "/reload") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
