@@ -60,6 +60,26 @@ pub enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Write the man page (roff) or shell completions to standard output,
+    /// generated from this command-line definition (packaging uses it).
+    #[command(hide = true)]
+    Generate {
+        /// What to write.
+        #[command(subcommand)]
+        what: GenerateCommand,
+    },
+}
+
+/// `relaygate generate ...`.
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// The man page `relaygate(1)`.
+    Man,
+    /// Completions for `shell`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `relaygate auth ...`.

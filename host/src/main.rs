@@ -44,6 +44,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
     {
         return report(commands::policy_check(file, cli.config.as_deref()).await);
     }
+    if let Some(Command::Generate { what }) = &cli.command {
+        return report(commands::generate(what));
+    }
     if let Some(Command::Auth {
         command: AuthCommand::Hash,
     }) = &cli.command
@@ -80,7 +83,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
         },
         Some(Command::Reload) => report(commands::admin_request(&config, "POST", "/reload")),
         Some(Command::Status) => report(commands::admin_request(&config, "GET", "/status")),
-        Some(Command::Policy { .. } | Command::Auth { .. }) => unreachable!("handled above"),
+        Some(Command::Policy { .. } | Command::Auth { .. } | Command::Generate { .. }) => {
+            unreachable!("handled above")
+        }
         None => report(commands::run(source, config).await),
     }
 }

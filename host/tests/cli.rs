@@ -391,6 +391,40 @@ fn repo_file(path: &str) -> PathBuf {
 }
 
 #[test]
+fn man_page_and_completions_come_from_the_cli_definition() {
+    run(&["generate", "man"])
+        .succeeded()
+        .says(".TH relaygate 1")
+        .says("WebAssembly")
+        .says("policy");
+    for (shell, marker) in [
+        ("bash", "_relaygate()"),
+        ("zsh", "#compdef relaygate"),
+        ("fish", "complete -c relaygate"),
+    ] {
+        run(&["generate", "completions", shell])
+            .succeeded()
+            .says(marker)
+            .says("check");
+    }
+    run(&["generate", "completions", "tcsh"]).exited(2);
+}
+
+#[test]
+fn the_packaged_config_is_the_embedded_default_written_out() {
+    let packaged = repo_file("dist/debian/relaygate.toml");
+    let written = run(&["check", "--config", packaged.to_str().unwrap()]);
+    let embedded = run(&["check"]);
+    written.succeeded().says("restricted relay ON");
+    embedded.succeeded();
+    let after_first_line = |text: &str| text.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        after_first_line(&written.stdout),
+        after_first_line(&embedded.stdout)
+    );
+}
+
+#[test]
 fn a_component_built_for_wit_0_1_0_still_loads_and_decides_the_same() {
     // A 0.1.0 build of the default policy, kept as it was: the 0.1.1 host
     // must serve it without a rebuild, with the same verdicts.

@@ -3,6 +3,7 @@
 mod admin_client;
 mod auth_hash;
 mod check;
+mod generate;
 mod policy_check;
 mod policy_test;
 mod run;
@@ -10,6 +11,7 @@ mod run;
 pub use admin_client::admin_request;
 pub use auth_hash::auth_hash;
 pub use check::check;
+pub use generate::generate;
 pub use policy_check::policy_check;
 pub use policy_test::policy_test;
 pub use relaygate::policy_test::{TestError, TestOutcome};
