@@ -1094,6 +1094,15 @@ fn policy_new_stateful_projects_import_state_and_other_languages_are_refused() {
     assert!(glue.contains("relaygate:policy/state@0.1.0"), "{glue}");
     let build = std::fs::read_to_string(dir.path().join("counter-js/build.sh")).unwrap();
     assert!(build.contains("--world stateful-policy"), "{build}");
+    policy_new(
+        dir.path(),
+        &["python", "counter-py", "--world", "stateful-policy"],
+    )
+    .succeeded();
+    let glue = std::fs::read_to_string(dir.path().join("counter-py/app.py")).unwrap();
+    assert!(glue.contains("state.increment"), "{glue}");
+    let build = std::fs::read_to_string(dir.path().join("counter-py/build.sh")).unwrap();
+    assert!(build.contains("-w stateful-policy"), "{build}");
 
     policy_new(
         dir.path(),

@@ -129,6 +129,13 @@ fn python_project() {
 }
 
 #[test]
+fn python_stateful_project() {
+    if toolchain(&["python3"]) {
+        new_project_builds_and_passes_its_cases("python", "stateful-policy");
+    }
+}
+
+#[test]
 fn javascript_project() {
     if toolchain(&["node", "npm"]) {
         new_project_builds_and_passes_its_cases("javascript", "policy");

@@ -158,6 +158,7 @@ fn fill(contents: &[u8], name: &str, world: PolicyWorld) -> Vec<u8> {
         .replace("my-policy", name)
         .replace("my_policy", &name.replace('-', "_"))
         .replace("../../../wit", "wit")
+        .replace("`cargo xtask c-bindings gen`", "`relaygate policy new`")
         .replace("{{world_c}}", &world.wit_name().replace('-', "_"))
         .replace("{{world}}", world.wit_name())
         .into_bytes()

@@ -204,7 +204,24 @@ const PYTHON: Template = Template {
         embed!("cases.toml", "python/cases.toml", CASES_ABOUT),
         embed!(".gitignore", "project/python/gitignore", ""),
     ],
-    stateful: None,
+    stateful: Some(&[
+        embed!("rules.py", "project/python/stateful/rules.py", "the rules"),
+        embed!(
+            "tests/test_rules.py",
+            "project/python/stateful/test_rules.py",
+            "their unit tests"
+        ),
+        embed!(
+            "app.py",
+            "project/python/stateful/app.py",
+            "the WIT glue: the hooks call the rules and count in the state store"
+        ),
+        embed!(
+            "cases.toml",
+            "project/python/stateful/cases.toml",
+            CASES_ABOUT
+        ),
+    ]),
     c_bindings: None,
 };
 
