@@ -1075,7 +1075,7 @@ fn policy_new_writes_each_language_s_project_with_its_name() {
 }
 
 #[test]
-fn policy_new_stateful_projects_import_state_and_other_languages_are_refused() {
+fn policy_new_stateful_projects_import_and_use_state() {
     let dir = tempfile::tempdir().unwrap();
     policy_new(
         dir.path(),
@@ -1108,9 +1108,23 @@ fn policy_new_stateful_projects_import_state_and_other_languages_are_refused() {
         dir.path(),
         &["c", "counter-c", "--world", "stateful-policy"],
     )
-    .exited(2)
-    .complains("no stateful-policy template for c");
-    assert!(!dir.path().join("counter-c").exists());
+    .succeeded();
+    let glue = std::fs::read_to_string(dir.path().join("counter-c/policy.c")).unwrap();
+    assert!(glue.contains("relaygate_policy_state_increment"), "{glue}");
+    let bindings = files_under(&dir.path().join("counter-c/gen"));
+    assert_eq!(
+        bindings,
+        [
+            "stateful_policy.c",
+            "stateful_policy.h",
+            "stateful_policy_component_type.o"
+        ]
+    );
+    let build = std::fs::read_to_string(dir.path().join("counter-c/build.sh")).unwrap();
+    assert!(
+        build.contains("gen/stateful_policy_component_type.o"),
+        "{build}"
+    );
 }
 
 #[test]

@@ -122,6 +122,13 @@ fn c_project() {
 }
 
 #[test]
+fn c_stateful_project() {
+    if toolchain(&["clang-19"]) {
+        new_project_builds_and_passes_its_cases("c", "stateful-policy");
+    }
+}
+
+#[test]
 fn python_project() {
     if toolchain(&["python3"]) {
         new_project_builds_and_passes_its_cases("python", "policy");

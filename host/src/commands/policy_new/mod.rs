@@ -235,3 +235,52 @@ fn write_project(folder: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_language_without_a_stateful_variant_is_refused_by_name() {
+        let template = Template {
+            language: "plain",
+            title: "Plain",
+            install: "",
+            unit_tests: "",
+            files: &[],
+            stateful: None,
+            c_bindings: None,
+        };
+        let Err(NewError::Usage(problem)) =
+            project_files(&template, "x", PolicyWorld::StatefulPolicy)
+        else {
+            panic!("a stateful project without a template");
+        };
+        assert!(
+            problem.contains("no stateful-policy template for plain"),
+            "{problem}"
+        );
+        assert!(project_files(&template, "x", PolicyWorld::Policy).is_ok());
+    }
+
+    #[test]
+    fn names_fit_every_language_s_package_rules() {
+        for good in ["a", "my-policy", "rate-limit2"] {
+            assert_eq!(parse_policy_name(good).as_deref(), Ok(good));
+        }
+        let long = "a".repeat(65);
+        for bad in [
+            "",
+            "A",
+            "9a",
+            "a_b",
+            "a--b",
+            "a-",
+            "a.b",
+            "a/b",
+            long.as_str(),
+        ] {
+            assert!(parse_policy_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -173,7 +173,21 @@ const C: Template = Template {
         embed!("cases.toml", "c/cases.toml", CASES_ABOUT),
         embed!(".gitignore", "project/c/gitignore", ""),
     ],
-    stateful: None,
+    stateful: Some(&[
+        embed!("rules.c", "project/c/stateful/rules.c", "the rules"),
+        embed!("rules.h", "project/c/stateful/rules.h", "their interface"),
+        embed!(
+            "test/test_rules.c",
+            "project/c/stateful/test_rules.c",
+            "their unit tests"
+        ),
+        embed!(
+            "policy.c",
+            "project/c/stateful/policy.c",
+            "the WIT glue: the hooks call the rules and count in the state store"
+        ),
+        embed!("cases.toml", "project/c/stateful/cases.toml", CASES_ABOUT),
+    ]),
     c_bindings: Some("gen"),
 };
 
