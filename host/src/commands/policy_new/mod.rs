@@ -123,11 +123,15 @@ fn project_files(
             )));
         }
     };
+    let replaced = |file: &'static File| overlay.iter().find(|o| o.path == file.path);
+    let added = overlay
+        .iter()
+        .filter(|o| !template.files.iter().any(|file| file.path == o.path));
     let chosen: Vec<&File> = template
         .files
         .iter()
-        .filter(|file| !overlay.iter().any(|o| o.path == file.path))
-        .chain(overlay)
+        .map(|file| replaced(file).unwrap_or(file))
+        .chain(added)
         .chain(templates::WIT)
         .collect();
     let mut files: Vec<(String, Vec<u8>)> = chosen
