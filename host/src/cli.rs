@@ -1,5 +1,7 @@
 //! Command-line interface (README, "Command line"). Flags override the config file.
 
+use crate::commands::{PolicyWorld, parse_policy_name, policy_languages};
+use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -120,6 +122,39 @@ pub enum PolicyCommand {
         file: PathBuf,
         /// The cases file (TOML).
         cases: PathBuf,
+    },
+    /// Write a new policy project, ready to build and test, into the folder NAME.
+    ///
+    /// The project builds outside the repository with the language's own
+    /// toolchain: it holds the rules with their unit tests, the WIT glue,
+    /// the WIT contract (and, for C, its bindings), `build.sh`, a
+    /// `cases.toml` for `relaygate policy test` and a README. Exit status:
+    /// 0 written, 1 NAME exists and is not empty or cannot be written, 2 an
+    /// unknown language, a bad name or a world the language has no template
+    /// for.
+    New {
+        /// The language of the project.
+        #[arg(value_parser = PossibleValuesParser::new(policy_languages()))]
+        language: String,
+        /// The policy's name: its folder, its package, the name its `init`
+        /// reports (lower-case letters, digits and single dashes).
+        #[arg(value_parser = parse_policy_name)]
+        name: String,
+        /// The WIT world: `stateful-policy` adds the `state` import and a
+        /// rule that uses it.
+        #[arg(long, value_enum, default_value_t = PolicyWorld::Policy)]
+        world: PolicyWorld,
+        /// The folder to create NAME in.
+        #[arg(long, value_name = "PATH", default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Turn a core module whose world a bindings generator embedded (the C
+    /// projects of `policy new`) into a component.
+    Componentize {
+        /// The core module (.wasm).
+        core: PathBuf,
+        /// The component to write.
+        out: PathBuf,
     },
 }
 

@@ -47,6 +47,24 @@ async fn dispatch(cli: Cli) -> ExitCode {
     if let Some(Command::Generate { what }) = &cli.command {
         return report(commands::generate(what));
     }
+    if let Some(Command::Policy {
+        command:
+            PolicyCommand::New {
+                language,
+                name,
+                world,
+                dir,
+            },
+    }) = &cli.command
+    {
+        return policy_new_status(commands::policy_new(language, name, *world, dir));
+    }
+    if let Some(Command::Policy {
+        command: PolicyCommand::Componentize { core, out },
+    }) = &cli.command
+    {
+        return report(commands::policy_componentize(core, out));
+    }
     if let Some(Command::Auth {
         command: AuthCommand::Hash,
     }) = &cli.command
@@ -106,6 +124,21 @@ fn policy_test_status(result: Result<commands::TestOutcome, commands::TestError>
         Err(commands::TestError::Policy(e)) => {
             eprintln!("relaygate: {e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Exit status of `relaygate policy new` (see its help).
+fn policy_new_status(result: Result<std::path::PathBuf, commands::NewError>) -> ExitCode {
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(commands::NewError::Usage(problem)) => {
+            eprintln!("relaygate: {problem}");
+            ExitCode::from(2)
+        }
+        Err(commands::NewError::Failed(e)) => {
+            eprintln!("relaygate: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1022,3 +1022,234 @@ fn policy_test_of_a_chain_refuses_what_it_cannot_judge_with_78() {
         .exited(78)
         .complains("cannot be used against a chain");
 }
+
+/// Every file under `dir`, as paths relative to it, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).unwrap();
+                found.push(relative.to_str().unwrap().to_owned());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// `relaygate policy new ARGS... --dir DIR`.
+fn policy_new(dir: &Path, args: &[&str]) -> Ran {
+    let mut all = vec!["policy", "new"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--dir", dir.to_str().unwrap()]);
+    run(&all)
+}
+
+#[test]
+fn policy_new_writes_each_language_s_project_with_its_name() {
+    let common = [
+        "README.md",
+        "build.sh",
+        "cases.toml",
+        "wit/policy.wit",
+        "wit/state.wit",
+    ];
+    let projects: [(&str, &[&str]); 4] = [
+        (
+            "rust",
+            &[
+                ".cargo/config.toml",
+                ".gitignore",
+                "Cargo.lock",
+                "Cargo.toml",
+                "src/component.rs",
+                "src/lib.rs",
+            ],
+        ),
+        (
+            "c",
+            &[
+                ".gitignore",
+                "gen/policy.c",
+                "gen/policy.h",
+                "gen/policy_component_type.o",
+                "policy.c",
+                "rules.c",
+                "rules.h",
+                "test/run.sh",
+                "test/test_rules.c",
+            ],
+        ),
+        (
+            "python",
+            &[".gitignore", "app.py", "rules.py", "tests/test_rules.py"],
+        ),
+        (
+            "javascript",
+            &[
+                ".gitignore",
+                "package-lock.json",
+                "package.json",
+                "policy.js",
+                "rules.js",
+                "test/rules.test.js",
+            ],
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (language, own) in projects {
+        let name = format!("site-{language}");
+        policy_new(dir.path(), &[language, &name])
+            .succeeded()
+            .says("policy test policy.wasm cases.toml");
+        let project = dir.path().join(&name);
+        let mut expected: Vec<String> = common.iter().chain(own).map(|f| f.to_string()).collect();
+        expected.sort();
+        assert_eq!(files_under(&project), expected, "{language}");
+        for file in &expected {
+            let Ok(text) = std::fs::read_to_string(project.join(file)) else {
+                continue; // the C bindings' object file
+            };
+            assert!(
+                !text.contains("my-policy"),
+                "{language}: {file} keeps the template's name"
+            );
+            assert!(
+                !text.contains("../../../wit"),
+                "{language}: {file} points into the repository"
+            );
+            assert!(
+                !text.contains("{{"),
+                "{language}: {file} has a placeholder left"
+            );
+        }
+        let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+        assert!(readme.contains("relaygate policy test policy.wasm cases.toml"));
+        assert!(readme.contains(&format!("/etc/relaygate/{name}.wasm")));
+        for wit in ["policy.wit", "state.wit"] {
+            assert_eq!(
+                std::fs::read(project.join("wit").join(wit)).unwrap(),
+                std::fs::read(repo_file(&format!("wit/{wit}"))).unwrap()
+            );
+        }
+        let mode = std::fs::metadata(project.join("build.sh"))
+            .unwrap()
+            .permissions();
+        assert_ne!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o111, 0);
+    }
+    let cargo = std::fs::read_to_string(dir.path().join("site-rust/Cargo.toml")).unwrap();
+    assert!(cargo.contains("name = \"site-rust\""), "{cargo}");
+    let build = std::fs::read_to_string(dir.path().join("site-rust/build.sh")).unwrap();
+    assert!(build.contains("release/site_rust.wasm"), "{build}");
+    let package = std::fs::read_to_string(dir.path().join("site-javascript/package.json")).unwrap();
+    assert!(
+        package.contains("\"name\": \"site-javascript\""),
+        "{package}"
+    );
+}
+
+#[test]
+fn policy_new_stateful_projects_import_and_use_state() {
+    let dir = tempfile::tempdir().unwrap();
+    policy_new(
+        dir.path(),
+        &["rust", "counter", "--world", "stateful-policy"],
+    )
+    .succeeded();
+    let glue = std::fs::read_to_string(dir.path().join("counter/src/component.rs")).unwrap();
+    assert!(glue.contains("world: \"stateful-policy\""), "{glue}");
+    assert!(glue.contains("state::increment"), "{glue}");
+    policy_new(
+        dir.path(),
+        &["javascript", "counter-js", "--world", "stateful-policy"],
+    )
+    .succeeded();
+    let glue = std::fs::read_to_string(dir.path().join("counter-js/policy.js")).unwrap();
+    assert!(glue.contains("relaygate:policy/state@0.1.0"), "{glue}");
+    let build = std::fs::read_to_string(dir.path().join("counter-js/build.sh")).unwrap();
+    assert!(build.contains("--world stateful-policy"), "{build}");
+    policy_new(
+        dir.path(),
+        &["python", "counter-py", "--world", "stateful-policy"],
+    )
+    .succeeded();
+    let glue = std::fs::read_to_string(dir.path().join("counter-py/app.py")).unwrap();
+    assert!(glue.contains("state.increment"), "{glue}");
+    let build = std::fs::read_to_string(dir.path().join("counter-py/build.sh")).unwrap();
+    assert!(build.contains("-w stateful-policy"), "{build}");
+
+    policy_new(
+        dir.path(),
+        &["c", "counter-c", "--world", "stateful-policy"],
+    )
+    .succeeded();
+    let glue = std::fs::read_to_string(dir.path().join("counter-c/policy.c")).unwrap();
+    assert!(glue.contains("relaygate_policy_state_increment"), "{glue}");
+    let bindings = files_under(&dir.path().join("counter-c/gen"));
+    assert_eq!(
+        bindings,
+        [
+            "stateful_policy.c",
+            "stateful_policy.h",
+            "stateful_policy_component_type.o"
+        ]
+    );
+    let build = std::fs::read_to_string(dir.path().join("counter-c/build.sh")).unwrap();
+    assert!(
+        build.contains("gen/stateful_policy_component_type.o"),
+        "{build}"
+    );
+}
+
+#[test]
+fn policy_new_refuses_bad_arguments_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    policy_new(dir.path(), &["cobol", "x"])
+        .exited(2)
+        .complains("possible values: rust, c, python, javascript");
+    for bad in [
+        "My-Policy",
+        "1policy",
+        "my_policy",
+        "my--policy",
+        "policy-",
+        "a/b",
+        "",
+    ] {
+        policy_new(dir.path(), &["rust", bad])
+            .exited(2)
+            .complains("policy name");
+    }
+    policy_new(dir.path(), &["rust", "x", "--world", "stateless"]).exited(2);
+    assert!(files_under(dir.path()).is_empty());
+
+    // An empty folder is used; one with anything in it is left alone.
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    policy_new(dir.path(), &["python", "empty"]).succeeded();
+    std::fs::create_dir(dir.path().join("taken")).unwrap();
+    std::fs::write(dir.path().join("taken/notes.txt"), "mine").unwrap();
+    policy_new(dir.path(), &["python", "taken"])
+        .exited(1)
+        .complains("already exists and is not empty");
+    assert_eq!(files_under(&dir.path().join("taken")), ["notes.txt"]);
+}
+
+#[test]
+fn policy_componentize_refuses_what_is_not_a_core_module() {
+    let (_dir, garbage) = write_file("core.wasm", "not wasm");
+    let out = garbage.with_file_name("out.wasm");
+    run(&[
+        "policy",
+        "componentize",
+        garbage.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ])
+    .exited(1)
+    .complains("turning");
+    assert!(!out.exists());
+}
