@@ -1,7 +1,7 @@
 // The component: binds rules.js to relaygate's WIT world `stateful-policy`
 // (the world `policy` plus the `state` import).
-import config from "relaygate:policy/config@0.1.0";
-import state from "relaygate:policy/state@0.1.0";
+import config from "relaygate:policy/config@0.1.1";
+import state from "relaygate:policy/state@0.1.1";
 import { WINDOW_MS, blockedDomains, counterKey, recipientLimit, refuseRecipient, refuseSender } from "./rules.js";
 
 const ACCEPT = { action: "accept", reply: null };
