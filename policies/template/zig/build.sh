@@ -20,8 +20,9 @@ done
 . "$root/policies/tools.sh"
 out="$(absolute_output "$out")"
 zig="$(zig_compiler)"
-export ZIG_GLOBAL_CACHE_DIR="$root/target/policy-tools/zig-cache"
-export ZIG_LOCAL_CACHE_DIR="$ZIG_GLOBAL_CACHE_DIR"
+# Zig's caches under target/, not in the home folder nor next to the sources.
+export ZIG_GLOBAL_CACHE_DIR="$root/target/policy-tools/zig-cache/global"
+export ZIG_LOCAL_CACHE_DIR="$root/target/policy-tools/zig-cache/local"
 bindings="$(c_bindings_dir policy)"
 
 cd "$here"
