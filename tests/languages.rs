@@ -301,6 +301,61 @@ async fn rust_submission_requires_auth() {
     proxy.shutdown().await;
 }
 
+/// Zig: `bounce-guard` refuses bounces (`MAIL FROM:<>`) to addresses that
+/// send no mail and bounces with more than one recipient; other mail passes.
+#[tokio::test]
+async fn zig_bounce_guard_refuses_backscatter() {
+    let (proxy, upstream) = start(
+        "bounce-guard",
+        "",
+        "no_bounce_recipients = [\"noreply@example.com\", \"*@lists.example.com\"]",
+    )
+    .await;
+
+    let mut mx = session(&proxy, client(2), "mx.example.net").await;
+    let bounce = mx
+        .send_message(
+            "",
+            &[
+                "alice@example.com",
+                "NoReply@example.com",
+                "owner@lists.example.com",
+                "bob@example.com",
+            ],
+            MESSAGE,
+        )
+        .await
+        .unwrap();
+    assert!(bounce.rcpts[0].is_positive(), "{bounce:?}");
+    assert_refused(&bounce.rcpts[1], 550, "5.7.1", Some("takes no bounces"));
+    assert_refused(&bounce.rcpts[2], 550, "5.7.1", None);
+    assert_refused(&bounce.rcpts[3], 550, "5.5.3", None);
+    assert!(bounce.accepted(), "{bounce:?}");
+
+    // Ordinary mail is not judged, whatever its recipients.
+    let sent = mx
+        .send_message(
+            "shop@example.net",
+            &["noreply@example.com", "alice@example.com"],
+            MESSAGE,
+        )
+        .await
+        .unwrap();
+    assert!(sent.rcpts.iter().all(Reply::is_positive), "{sent:?}");
+    mx.quit().await.unwrap();
+
+    let messages = upstream.wait_for_messages(2, WAIT).await.unwrap();
+    let recipients: Vec<Vec<String>> = messages.iter().map(|m| m.recipients.clone()).collect();
+    assert_eq!(
+        recipients,
+        [
+            vec!["alice@example.com"],
+            vec!["noreply@example.com", "alice@example.com"]
+        ]
+    );
+    proxy.shutdown().await;
+}
+
 /// Swapping languages on a live proxy: the C module serves, a Rust module
 /// replaces it in the same file (write, then rename) and a reload later,
 /// new sessions get the Rust policy's verdicts while a session that began

@@ -70,6 +70,7 @@ fn subjects() -> Vec<Subject> {
         ("sender-domains-wasi", "sender-domains", "Python + WASI"),
         ("helo-sanity", "helo-sanity", "JavaScript"),
         ("recipient-limits", "recipient-limits", "C"),
+        ("bounce-guard", "bounce-guard", "Zig"),
     ] {
         let wasm = target.join("policies").join(format!("{file}.wasm"));
         match std::fs::read(&wasm) {

@@ -1,12 +1,12 @@
 // recipient-limits: at most N recipients per transaction, N chosen by the
 // client's class (authenticated / trusted network / other), refused with the
 // site's own reply text. The decision logic is in limits.c; this file reads
-// the configuration and speaks the `policy` world through the bindings that
-// `cargo xtask c-bindings` generates (gen/policy.h).
+// the configuration and speaks the `policy` world through the checked-in
+// bindings in policies/bindings/c/policy (policy.h).
 #include <stdlib.h>
 #include <string.h>
 
-#include "gen/policy.h"
+#include "policy.h"
 #include "limits.h"
 
 #define MAX_TRUSTED 256

@@ -2,8 +2,9 @@
 //!
 //! A test asks for a variant by folder name; the first ask in a test process runs that
 //! variant's `build.sh` when its component is missing or older than any of its sources
-//! (or the WIT contract, or the guest kit in `policy-guest/` that the Rust variants build
-//! on), so `cargo test` alone builds what it needs, and later asks reuse the file. A lock file
+//! (or the WIT contract, the guest kit in `policy-guest/` that the Rust variants build on,
+//! or the shipped C bindings in `policies/bindings/` that the C and Zig ones build on), so
+//! `cargo test` alone builds what it needs, and later asks reuse the file. A lock file
 //! keeps parallel test processes from building the same variant twice at once.
 
 use std::collections::HashMap;
@@ -72,6 +73,7 @@ fn build(name: &str) -> PathBuf {
         source.as_path(),
         &root.join("wit"),
         &root.join("policy-guest"),
+        &root.join("policies").join("bindings"),
     ]);
     let current = fs::metadata(&output)
         .and_then(|meta| meta.modified())

@@ -11,9 +11,12 @@
 //!   embedded by a bindings generator (wit-bindgen for Rust or C) into a
 //!   component. The build scripts under `policies/` use it, so building a
 //!   policy needs no `wasm-tools` install.
-//! - `c-bindings OUT_DIR`: writes the C bindings of the `policy` world
-//!   (`policy.h`, `policy.c`, `policy_component_type.o`) with wit-bindgen's
-//!   C generator, so a C policy needs no `wit-bindgen-cli` install.
+//! - `bindings`: writes the C bindings of every world in `wit/` (header,
+//!   source and component-type object) with wit-bindgen's C generator into
+//!   `policies/bindings/c/WORLD/`, where they are checked in, so a C or Zig
+//!   policy builds nothing Rust.
+//! - `bindings --check`: generates the same and fails when a checked-in file
+//!   differs, is missing or is left over.
 //!
 //! Builds go to their own target directory, `target/guests`, so they never
 //! wait on the main target directory's lock nor disturb its cache, and with
@@ -30,7 +33,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 use wit_component::ComponentEncoder;
 
-mod c_bindings;
+mod bindings;
 
 /// The target guests are compiled for: no WASI, so the component imports
 /// only the capabilities its world names.
@@ -82,8 +85,8 @@ tasks:
   guests --check    build them and fail if a checked-in component differs
   componentize CORE.wasm OUT.wasm
                     turn a core module with an embedded world into a component
-  c-bindings OUT_DIR
-                    write the C bindings of the policy world (wit/) into OUT_DIR";
+  bindings          write the C bindings of every world in wit/ into policies/bindings/c
+  bindings --check  generate them and fail if a checked-in file differs";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -92,7 +95,8 @@ fn main() -> ExitCode {
         ["guests"] => guests(Mode::Write),
         ["guests", "--check"] => guests(Mode::Check),
         ["componentize", core, out] => componentize(Path::new(core), Path::new(out)),
-        ["c-bindings", out_dir] => c_bindings::write(Path::new(out_dir)),
+        ["bindings"] => bindings::run(Mode::Write),
+        ["bindings", "--check"] => bindings::run(Mode::Check),
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -111,7 +115,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// What `guests` does with what it built.
+/// What `guests` and `bindings` do with what they built.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     /// Update the checked-in artifacts.

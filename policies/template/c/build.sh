@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds this policy into the component given as $1 (default: policy.wasm).
+# Builds this policy into the component given as $1 (default: policy.wasm):
+# native unit tests, clang-19 with the checked-in C bindings of the `policy`
+# world (policies/bindings/c/policy), then `wasm-tools component new`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$here/policy.wasm}"
@@ -12,8 +14,9 @@ done
 . "$root/policies/tools.sh"
 out="$(absolute_output "$out")"
 "$here/test/run.sh"
-xtask c-bindings "$here/gen" >/dev/null
+bindings="$(c_bindings_dir policy)"
+mkdir -p "$here/gen"
 clang-19 --target=wasm32-wasi -mexec-model=reactor -std=c11 -Os -Wall -Wextra -Werror \
-    -Wno-unused-parameter -Wl,--strip-all -o "$here/gen/core.wasm" \
-    "$here/policy.c" "$here/rules.c" "$here/gen/policy.c" "$here/gen/policy_component_type.o"
-xtask componentize "$here/gen/core.wasm" "$out"
+    -Wno-unused-parameter -Wl,--strip-all -I "$bindings" -o "$here/gen/core.wasm" \
+    "$here/policy.c" "$here/rules.c" "$bindings/policy.c" "$bindings/policy_component_type.o"
+"$(wasm_tools)" component new "$here/gen/core.wasm" -o "$out"

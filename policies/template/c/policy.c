@@ -1,10 +1,10 @@
 // The component: binds rules.c to relaygate's WIT world `policy` through the
-// bindings in gen/ (written by `cargo xtask c-bindings gen`).
+// checked-in bindings in policies/bindings/c/policy (`policy.h`).
 // Ownership: free the arguments you are given; return heap strings (dup).
 #include <stdlib.h>
 #include <string.h>
 
-#include "gen/policy.h"
+#include "policy.h"
 #include "rules.h"
 
 static char **blocked;       // lower-case domains, NUL-terminated
