@@ -70,9 +70,7 @@ async fn serve(stream: TcpStream, messages: Arc<AtomicU64>) -> std::io::Result<(
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let addr = args
-        .next()
-        .unwrap_or_else(|| "127.0.0.1:2526".to_string());
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:2526".to_string());
     let threads = match args.next() {
         Some(n) => n
             .parse()
@@ -88,8 +86,9 @@ fn main() -> std::io::Result<()> {
         let messages = Arc::new(AtomicU64::new(0));
         let counted = messages.clone();
         tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}

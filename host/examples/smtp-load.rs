@@ -123,7 +123,9 @@ async fn session(
             None => Instant::now(),
         };
         if pipeline {
-            conn.get_mut().write_all(ENVELOPE.concat().as_bytes()).await?;
+            conn.get_mut()
+                .write_all(ENVELOPE.concat().as_bytes())
+                .await?;
             for want in [250, 250, 354] {
                 expect(&mut conn, &mut line, want).await?;
             }

@@ -1170,7 +1170,7 @@ fn policy_new_stateful_projects_import_and_use_state() {
     )
     .succeeded();
     let glue = std::fs::read_to_string(dir.path().join("counter-js/policy.js")).unwrap();
-    assert!(glue.contains("relaygate:policy/state@0.1.0"), "{glue}");
+    assert!(glue.contains("relaygate:policy/state@0.1.1"), "{glue}");
     let build = std::fs::read_to_string(dir.path().join("counter-js/build.sh")).unwrap();
     assert!(build.contains("--world stateful-policy"), "{build}");
     policy_new(

@@ -1,37 +1,83 @@
 //! The C bindings of a world (`<world>.h`, `<world>.c`,
-//! `<world>_component_type.o`), generated from the embedded WIT files with
-//! wit-bindgen's C generator, as `cargo xtask c-bindings` does for the
-//! repository's C policies.
+//! `<world>_component_type.o`): the ones the repository ships in
+//! `policies/bindings/c/` (written by `cargo xtask bindings`, checked for
+//! drift by CI), embedded, so a new C project gets exactly those.
 
-use super::templates::File;
-use anyhow::{Context, anyhow};
-use wit_bindgen_core::wit_parser::{Resolve, SourceMap};
+/// One world's three files.
+struct WorldBindings {
+    world: &'static str,
+    files: [(&'static str, &'static [u8]); 3],
+}
 
-/// The bindings of `world` in the WIT package made of `wit`: file names and contents.
-pub fn generate(wit: &[File], world: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let mut sources = SourceMap::default();
-    for file in wit {
-        let text = std::str::from_utf8(file.contents)
-            .with_context(|| format!("{} is not UTF-8", file.path))?;
-        sources.push_str(file.path, text);
-    }
-    let group = sources
-        .parse()
-        .map_err(|(_, e)| anyhow!("parsing the embedded WIT files: {e}"))?;
-    let mut resolve = Resolve::default();
-    let package = resolve
-        .push_group(group)
-        .map_err(|e| anyhow!("resolving the embedded WIT files: {e}"))?;
-    let world_id = resolve
-        .select_world(&[package], Some(world))
-        .with_context(|| format!("selecting the world {world}"))?;
-    let mut files = wit_bindgen_core::Files::default();
-    wit_bindgen_c::Opts::default()
-        .build()
-        .generate(&mut resolve, world_id, &mut files)
-        .context("generating the C bindings")?;
-    Ok(files
+macro_rules! shipped {
+    ($world:literal, $stem:literal) => {
+        WorldBindings {
+            world: $world,
+            files: [
+                (
+                    concat!($stem, ".h"),
+                    include_bytes!(concat!(
+                        "../../../../policies/bindings/c/",
+                        $world,
+                        "/",
+                        $stem,
+                        ".h"
+                    )),
+                ),
+                (
+                    concat!($stem, ".c"),
+                    include_bytes!(concat!(
+                        "../../../../policies/bindings/c/",
+                        $world,
+                        "/",
+                        $stem,
+                        ".c"
+                    )),
+                ),
+                (
+                    concat!($stem, "_component_type.o"),
+                    include_bytes!(concat!(
+                        "../../../../policies/bindings/c/",
+                        $world,
+                        "/",
+                        $stem,
+                        "_component_type.o"
+                    )),
+                ),
+            ],
+        }
+    };
+}
+
+const SHIPPED: [WorldBindings; 2] = [
+    shipped!("policy", "policy"),
+    shipped!("stateful-policy", "stateful_policy"),
+];
+
+/// The bindings of `world`: file names and contents.
+pub fn generate(world: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let bindings = SHIPPED
         .iter()
-        .map(|(name, contents)| (name.to_owned(), contents.to_vec()))
+        .find(|b| b.world == world)
+        .ok_or_else(|| anyhow::anyhow!("no C bindings ship for the world {world}"))?;
+    Ok(bindings
+        .files
+        .iter()
+        .map(|(name, bytes)| ((*name).to_owned(), bytes.to_vec()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_world_has_its_header_source_and_world_object() {
+        for world in ["policy", "stateful-policy"] {
+            let files = generate(world).unwrap();
+            assert_eq!(files.len(), 3);
+            assert!(files.iter().all(|(_, bytes)| !bytes.is_empty()));
+        }
+        assert!(generate("nope").is_err());
+    }
 }

@@ -139,8 +139,7 @@ fn project_files(
         .map(|file| (file.path.to_owned(), fill(file.contents, name, world)))
         .collect();
     if let Some(folder) = template.c_bindings {
-        let bindings =
-            c_bindings::generate(templates::WIT, world.wit_name()).map_err(NewError::Failed)?;
+        let bindings = c_bindings::generate(world.wit_name()).map_err(NewError::Failed)?;
         files.extend(
             bindings
                 .into_iter()

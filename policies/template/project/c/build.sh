@@ -13,6 +13,6 @@ relaygate="${RELAYGATE:-relaygate}"
 "$here/test/run.sh"
 mkdir -p "$here/build"
 "$clang" --target=wasm32-wasi -mexec-model=reactor -std=c11 -Os -Wall -Wextra -Werror \
-    -Wno-unused-parameter -Wl,--strip-all -o "$here/build/core.wasm" \
+    -Wno-unused-parameter -Wl,--strip-all -I "$here/gen" -o "$here/build/core.wasm" \
     "$here/policy.c" "$here/rules.c" "$here/gen/{{world_c}}.c" "$here/gen/{{world_c}}_component_type.o"
 "$relaygate" policy componentize "$here/build/core.wasm" "$out"
