@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::policy::{Chains, InstancePool, LoadedPolicy, PolicyEngine, load_chains};
 use crate::reload::Reloader;
 use crate::session::SessionLimits;
-use crate::upstream::{Upstream, UpstreamSettings};
+use crate::upstream::{Upstream, UpstreamPool, UpstreamSettings};
 use crate::{admin, watch};
 use anyhow::Context;
 use std::future::Future;
@@ -135,12 +135,16 @@ impl App {
             early_talker_delay: proxy.early_talker_delay,
             chains: arc_swap::ArcSwap::from_pointee(chains),
             dns: Some(dns.clone()),
-            upstream: UpstreamSettings {
-                addr: proxy.upstream.clone(),
-                hostname: proxy.hostname.clone(),
-                timeout: proxy.upstream_timeout,
-                smtputf8: Arc::new(AtomicBool::new(false)),
-            },
+            upstream: UpstreamPool::start(
+                UpstreamSettings {
+                    addr: proxy.upstream.clone(),
+                    hostname: proxy.hostname.clone(),
+                    timeout: proxy.upstream_timeout,
+                    smtputf8: Arc::new(AtomicBool::new(false)),
+                },
+                config.upstream_pool.clone(),
+                metrics.clone(),
+            ),
             next_session: AtomicU64::new(1),
             metrics,
             ready: AtomicBool::new(false),
@@ -187,7 +191,8 @@ impl App {
 
     /// Serve until `shutdown` completes, then drain.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let probe_settings = self.state.upstream.clone();
+        let pool = self.state.upstream.clone();
+        let probe_settings = pool.settings().clone();
         tokio::spawn(async move {
             if let Err(e) = Upstream::probe(&probe_settings).await {
                 tracing::warn!("upstream {} not reachable yet: {e}", probe_settings.addr);
@@ -198,6 +203,7 @@ impl App {
             .admin
             .map(|listener| admin::spawn(listener, self.reloader.clone()));
         listener::run(self.listeners, self.state, self.limits, shutdown).await;
+        pool.close_idle().await;
         watcher.abort();
         if let Some(admin) = admin {
             admin.abort();

@@ -52,6 +52,13 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// The `reason` label: why something was given up.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// The label's value.
+    pub reason: &'static str,
+}
+
 /// The `listener` label: a configured listener's name (bounded by the
 /// config, never a client's address).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -82,6 +89,13 @@ pub struct Metrics {
     pub policy_failures: Family<FailureLabels, Counter>,
     /// Upstream errors (unreachable, timeouts, protocol errors).
     pub upstream_errors: Counter,
+    /// Upstream connections handed to sessions, by kind (`opened`: a new
+    /// one; `reused`: a kept one from the pool).
+    pub upstream_connections: Family<KindLabel, Counter>,
+    /// Kept upstream connections closed instead of reused, by reason.
+    pub upstream_pool_discards: Family<ReasonLabel, Counter>,
+    /// Upstream connections kept idle in the pool now.
+    pub upstream_pool_idle: Gauge,
     /// Reloads by result (ok, failed).
     pub reloads: Family<KindLabel, Counter>,
     /// Failed SMTP AUTH attempts.
@@ -131,6 +145,9 @@ impl Default for Metrics {
             policy_call_seconds: Family::new_with_constructor(call_seconds),
             policy_failures: Family::default(),
             upstream_errors: Counter::default(),
+            upstream_connections: Family::default(),
+            upstream_pool_discards: Family::default(),
+            upstream_pool_idle: Gauge::default(),
             reloads: Family::default(),
             auth_failures: Counter::default(),
             auth_throttled: Counter::default(),
@@ -185,6 +202,21 @@ impl Default for Metrics {
             "upstream_errors",
             "Upstream connections that failed or broke",
             metrics.upstream_errors.clone(),
+        );
+        catalogue.add(
+            "upstream_connections",
+            "Upstream connections handed to sessions: opened anew or reused from the pool",
+            metrics.upstream_connections.clone(),
+        );
+        catalogue.add(
+            "upstream_pool_discards",
+            "Kept upstream connections closed instead of reused, by reason",
+            metrics.upstream_pool_discards.clone(),
+        );
+        catalogue.add(
+            "upstream_pool_idle",
+            "Upstream connections kept idle in the pool",
+            metrics.upstream_pool_idle.clone(),
         );
         catalogue.add(
             "reloads",
@@ -290,6 +322,21 @@ impl Metrics {
     pub fn write_timeout(&self, peer: &'static str) {
         self.write_timeouts
             .get_or_create(&KindLabel { kind: peer })
+            .inc();
+    }
+
+    /// Count one upstream connection handed to a session (`opened` or
+    /// `reused`).
+    pub fn upstream_connection(&self, kind: &'static str) {
+        self.upstream_connections
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// Count one kept upstream connection closed instead of reused.
+    pub fn upstream_pool_discard(&self, reason: &'static str) {
+        self.upstream_pool_discards
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 

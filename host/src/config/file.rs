@@ -53,6 +53,9 @@ pub struct ConfigFile {
     /// `[state]`: where stateful policies keep what outlives a session.
     #[serde(default)]
     pub state: StateSection,
+    /// `[upstream_pool]`: warm upstream connections handed to new sessions.
+    #[serde(default)]
+    pub upstream_pool: UpstreamPoolSection,
     /// `[[listener]]`: named listeners, each with its own TLS, PROXY
     /// protocol, host name and AUTH settings. Default: none (only `[proxy]
     /// listen` and `proxy_protocol_listen`).
@@ -561,6 +564,40 @@ pub struct AdminSection {
     /// The loopback HTTP endpoint (`/healthz`, `/readyz`, `/metrics`,
     /// `/status`, `POST /reload`). Default: none (off).
     pub listen: Option<SocketAddr>,
+}
+
+/// `[upstream_pool]`: connections to the upstream kept open after a session
+/// ends and handed to the next one, which is introduced with XCLIENT (or,
+/// where the upstream does not offer it, starts after RSET).
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamPoolSection {
+    /// Keep and reuse upstream connections; `false` opens one per session.
+    pub enabled: bool,
+    /// Most idle connections kept; the oldest is closed when a newer one
+    /// would exceed it.
+    pub max_idle: usize,
+    /// An idle connection older than this is closed, not reused.
+    #[serde(with = "humantime_serde")]
+    pub max_idle_time: Duration,
+    /// Messages one connection carries before it is closed.
+    pub max_messages: u32,
+    /// A connection this old is closed when its session ends.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for UpstreamPoolSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_idle: 16,
+            max_idle_time: Duration::from_secs(10),
+            max_messages: 100,
+            max_age: Duration::from_secs(300),
+        }
+    }
 }
 
 /// `[state]`.

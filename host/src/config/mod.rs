@@ -11,6 +11,7 @@
 //!   (the `[tls]` certificate through a [`CertificateCheck`] the caller
 //!   supplies).
 //! - `coherence`: settings that together cannot work or open the relay.
+//! - `upstream_pool`: `[upstream_pool]`, the reuse of upstream connections.
 //! - `source`: the file plus command-line overrides, kept for reloads.
 //! - `docs_agree` (tests): the README's configuration block and
 //!   `dist/relaygate.example.toml` hold to the typed definition.
@@ -27,6 +28,7 @@ mod load;
 mod policy_table;
 mod source;
 mod state;
+mod upstream_pool;
 mod validate;
 
 pub use chains::{ChainConfig, ChainModuleConfig};
@@ -41,6 +43,7 @@ pub use state::{StateBackendKind, StateConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+pub use upstream_pool::UpstreamPoolConfig;
 
 /// Everything relaygate needs to run, checked.
 #[derive(Debug, Clone)]
@@ -59,6 +62,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// `[state]`: where stateful policies keep what outlives a session.
     pub state: StateConfig,
+    /// `[upstream_pool]`: reuse of upstream connections across sessions.
+    pub upstream_pool: UpstreamPoolConfig,
     /// `[[listener]]` tables, checked. The listeners of `[proxy] listen` and
     /// `proxy_protocol_listen` are not here: [`Config::listeners`] gives all.
     pub listener_tables: Vec<ListenerConfig>,

@@ -11,7 +11,7 @@ use super::file::{
 };
 use super::{
     AuthConfig, AuthTls, Config, DnsConfig, FailureMode, ModuleSource, PolicyConfig, PolicyMode,
-    PolicySettings, ProxyConfig, SmtpMechanism, TlsConfig, listeners, state,
+    PolicySettings, ProxyConfig, SmtpMechanism, TlsConfig, listeners, state, upstream_pool,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +32,7 @@ pub(super) fn validate(file: ConfigFile) -> (Config, Vec<String>) {
         key: tls.key,
     });
     let state = state::from_section(file.state, &mut problems);
+    let upstream_pool = upstream_pool::from_section(file.upstream_pool, &mut problems);
     let listeners = listeners::from_sections(
         file.listener,
         &proxy.hostname,
@@ -49,6 +50,7 @@ pub(super) fn validate(file: ConfigFile) -> (Config, Vec<String>) {
         tls,
         admin_listen: file.admin.listen,
         state,
+        upstream_pool,
         listener_tables: listeners,
         source: None,
     };

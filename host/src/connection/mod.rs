@@ -29,7 +29,7 @@ use crate::smtp::data::DataChecker;
 use crate::smtp::reply::catalogue;
 use crate::smtp::{Command, CommandError, Reply, parse_command};
 use crate::tls::ClientStream;
-use crate::upstream::{ClientIdentity, Upstream, UpstreamError, UpstreamSettings};
+use crate::upstream::{ClientIdentity, Upstream, UpstreamError, UpstreamPool};
 use client_io::{ClientConnection, CommandLine, ConnectionError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,8 +65,8 @@ pub struct SharedState {
     pub chains: arc_swap::ArcSwap<Chains>,
     /// The resolver for client names.
     pub dns: Option<Dns>,
-    /// How to reach the upstream.
-    pub upstream: UpstreamSettings,
+    /// How to reach the upstream, and the connections kept for reuse.
+    pub upstream: Arc<UpstreamPool>,
     /// Session id counter.
     pub next_session: AtomicU64,
     /// Counters for `/metrics`.
@@ -204,7 +204,7 @@ impl SessionStart {
             PolicyContext::connected(id, profile.identity.clone(), client, server, client_name);
         context.tls = stream.is_tls();
         let capabilities = Capabilities {
-            smtputf8: state.upstream.smtputf8.load(Ordering::Relaxed),
+            smtputf8: state.upstream.settings().smtputf8.load(Ordering::Relaxed),
             auth: state.auth.is_some() && profile.auth != ListenerAuth::Off,
             auth_requires_tls: profile.auth_requires_tls,
             starttls: starttls.is_some(),
@@ -247,7 +247,7 @@ impl SessionStart {
         }
         driver.transcript.abandon(&state.metrics);
         if let Some(upstream) = driver.upstream.take() {
-            upstream.quit().await;
+            state.upstream.release(upstream).await;
         }
         tracing::debug!("disconnected");
     }
@@ -498,10 +498,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
         .then_some(self.state.error_sleep)
     }
 
-    /// End the idle upstream connection, if any (between transactions).
+    /// Give back the idle upstream connection, if any (between
+    /// transactions): the next MAIL takes one introduced afresh.
     async fn close_upstream(&mut self) {
         if let Some(upstream) = self.upstream.take() {
-            upstream.quit().await;
+            self.state.upstream.release(upstream).await;
         }
     }
 
@@ -720,7 +721,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                 esmtp: context.esmtp,
                 login: context.auth_user.clone(),
             };
-            self.upstream = Some(Upstream::open(&self.state.upstream, &identity).await?);
+            self.upstream = Some(self.state.upstream.connect(&identity).await?);
         }
         let upstream = self.upstream.as_mut().expect("opened above");
         match step {

@@ -1,19 +1,22 @@
 //! The next hop: an SMTP client towards the existing mail server.
 //!
-//! Opened when a session's first transaction needs it; introduces the real
-//! client with XCLIENT when the upstream offers it; replays accepted MAIL,
-//! RCPT and DATA and returns the upstream's own replies.
+//! Opened when a session's first transaction needs it (or taken warm from
+//! the [`UpstreamPool`]); introduces the real client with XCLIENT when the
+//! upstream offers it; replays accepted MAIL, RCPT and DATA and returns the
+//! upstream's own replies.
 
+mod pool;
 mod reply_reader;
 mod xclient;
 
 use crate::lazy_timeout::LazyTimeout;
 use crate::smtp::{Param, Reply};
+pub use pool::UpstreamPool;
 use reply_reader::ReplyReader;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -106,6 +109,16 @@ pub struct Upstream {
     data_failed: Option<io::ErrorKind>,
     /// A write did not finish in time: nothing more may be sent.
     write_timed_out: bool,
+    /// When the connection was opened.
+    opened_at: Instant,
+    /// Messages that reached the end of data on this connection.
+    messages: u32,
+    /// An XCLIENT on this connection named a login: the next client's
+    /// XCLIENT must clear it explicitly.
+    carried_login: bool,
+    /// The upstream refused XCLIENT: it sees the proxy as the client, so
+    /// the connection carries no client's identity.
+    xclient_refused: bool,
 }
 
 impl Upstream {
@@ -116,18 +129,97 @@ impl Upstream {
         client: &ClientIdentity,
     ) -> Result<Self, UpstreamError> {
         let mut upstream = Self::connect(settings).await?;
-        if !upstream.capabilities.xclient.is_empty() {
-            let line = xclient::command(&upstream.capabilities.xclient, client);
-            let reply = upstream.command(&line).await?;
-            if reply.code() == 220 {
-                // The upstream now treats us as the client: greet with its name.
-                let helo = client.helo.as_deref().unwrap_or(&settings.hostname);
-                upstream.ehlo(helo).await?;
-            } else {
-                tracing::warn!(upstream = %settings.addr, reply = %reply, "upstream refused XCLIENT; it sees the proxy as the client");
-            }
+        if !upstream.capabilities.xclient.is_empty()
+            && !upstream.introduce(settings, client).await?
+        {
+            tracing::warn!(upstream = %settings.addr, "upstream refused XCLIENT; it sees the proxy as the client");
+            upstream.xclient_refused = true;
         }
         Ok(upstream)
+    }
+
+    /// Hand a connection another session used to `client`: a new XCLIENT
+    /// (and the EHLO it requires) where the first one was accepted, RSET
+    /// where the upstream sees the proxy as the client. Any answer but a
+    /// positive one is an error: the connection must not be used.
+    pub(crate) async fn reintroduce(
+        &mut self,
+        settings: &UpstreamSettings,
+        client: &ClientIdentity,
+    ) -> Result<(), UpstreamError> {
+        if self.capabilities.xclient.is_empty() || self.xclient_refused {
+            return self.reset().await;
+        }
+        if self.introduce(settings, client).await? {
+            Ok(())
+        } else {
+            Err(UpstreamError::Protocol(
+                "upstream refused XCLIENT on a reused connection".to_string(),
+            ))
+        }
+    }
+
+    /// XCLIENT with `client`'s attributes, then EHLO with its name; false
+    /// when the upstream refused XCLIENT.
+    async fn introduce(
+        &mut self,
+        settings: &UpstreamSettings,
+        client: &ClientIdentity,
+    ) -> Result<bool, UpstreamError> {
+        let line = xclient::command(&self.capabilities.xclient, client, self.carried_login);
+        let reply = self.command(&line).await?;
+        // Postfix greets anew (220); some servers answer 250.
+        if !matches!(reply.code(), 220 | 250) {
+            tracing::debug!(reply = %reply, "XCLIENT refused");
+            return Ok(false);
+        }
+        self.carried_login = client.login.is_some();
+        // The upstream now treats us as the client: greet with its name.
+        let helo = client.helo.as_deref().unwrap_or(&settings.hostname);
+        self.ehlo(helo).await?;
+        Ok(true)
+    }
+
+    /// End an unfinished transaction (MAIL accepted, no message sent).
+    pub(crate) async fn reset(&mut self) -> Result<(), UpstreamError> {
+        let reply = self.command("RSET").await?;
+        if !reply.is_positive() {
+            return Err(UpstreamError::Protocol(format!("RSET answered {reply}")));
+        }
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    /// Whether the connection can serve another session: no message or
+    /// write left half-done.
+    pub(crate) fn is_clean(&self) -> bool {
+        !self.in_data && !self.write_timed_out && self.data_failed.is_none()
+    }
+
+    /// Whether a transaction was left open (MAIL accepted, no end of data).
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// Whether the upstream has said nothing since its last reply and has
+    /// not closed: a quiet idle connection. Data or end-of-stream here
+    /// means it timed the connection out or is going away.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.reader.is_drained()
+            && matches!(
+                self.reader.get_ref().try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            )
+    }
+
+    /// How long ago the connection was opened.
+    pub(crate) fn age(&self) -> Duration {
+        self.opened_at.elapsed()
+    }
+
+    /// Messages that reached the end of data on this connection.
+    pub(crate) fn messages(&self) -> u32 {
+        self.messages
     }
 
     /// Learn the upstream's capabilities with a short probe session.
@@ -157,6 +249,10 @@ impl Upstream {
             in_data: false,
             data_failed: None,
             write_timed_out: false,
+            opened_at: Instant::now(),
+            messages: 0,
+            carried_login: false,
+            xclient_refused: false,
         };
         upstream.greeting_and_ehlo(&settings.hostname).await?;
         settings
@@ -191,11 +287,7 @@ impl Upstream {
     /// previous transaction was left open).
     pub async fn mail(&mut self, path: &str, params: &[Param]) -> Result<Reply, UpstreamError> {
         if self.in_transaction {
-            let reply = self.command("RSET").await?;
-            if !reply.is_positive() {
-                return Err(UpstreamError::Protocol(format!("RSET answered {reply}")));
-            }
-            self.in_transaction = false;
+            self.reset().await?;
         }
         let mut line = format!("MAIL FROM:<{path}>");
         for param in params {
@@ -277,6 +369,7 @@ impl Upstream {
         }
         self.in_transaction = false;
         self.in_data = false;
+        self.messages = self.messages.saturating_add(1);
         self.command_bytes(b".\r\n").await
     }
 

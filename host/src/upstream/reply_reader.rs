@@ -25,6 +25,16 @@ impl<R: AsyncRead + Unpin> ReplyReader<R> {
         }
     }
 
+    /// Whether every byte read so far belongs to a reply already returned.
+    pub fn is_drained(&self) -> bool {
+        self.reader.buffer().is_empty()
+    }
+
+    /// The stream underneath.
+    pub fn get_ref(&self) -> &R {
+        self.reader.get_ref()
+    }
+
     /// Read one (possibly multi-line) reply.
     pub async fn read_reply(&mut self) -> Result<Reply, UpstreamError> {
         let mut code = None;

@@ -18,7 +18,9 @@ pub struct ClientIdentity {
 }
 
 /// The XCLIENT command with every attribute the upstream offers that we know.
-pub fn command(offered: &[String], client: &ClientIdentity) -> String {
+/// LOGIN goes only with a login, or as `[UNAVAILABLE]` when `clear_login`:
+/// the connection's previous client had one.
+pub fn command(offered: &[String], client: &ClientIdentity, clear_login: bool) -> String {
     let mut line = String::from("XCLIENT");
     let mut add = |name: &str, value: Option<String>| {
         if offered.iter().any(|o| o == name) {
@@ -40,7 +42,7 @@ pub fn command(offered: &[String], client: &ClientIdentity) -> String {
         "PROTO",
         Some(if client.esmtp { "ESMTP" } else { "SMTP" }.to_string()),
     );
-    if client.login.is_some() {
+    if client.login.is_some() || clear_login {
         add("LOGIN", client.login.clone());
     }
     line
@@ -78,7 +80,7 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert_eq!(
-            command(&offered, &client),
+            command(&offered, &client, false),
             "XCLIENT ADDR=192.0.2.7 NAME=[UNAVAILABLE] HELO=a+3Db+2Bc PROTO=ESMTP"
         );
         let v6 = ClientIdentity {
@@ -86,8 +88,33 @@ mod tests {
             ..client
         };
         assert_eq!(
-            command(&["ADDR".to_string()], &v6),
+            command(&["ADDR".to_string()], &v6, false),
             "XCLIENT ADDR=IPV6:2001:db8::1"
+        );
+    }
+
+    #[test]
+    fn a_previous_login_is_cleared_and_never_carried_over() {
+        let offered: Vec<String> = ["ADDR", "LOGIN"].iter().map(|s| s.to_string()).collect();
+        let anonymous = ClientIdentity {
+            addr: Some("192.0.2.8".parse().unwrap()),
+            ..ClientIdentity::default()
+        };
+        assert_eq!(
+            command(&offered, &anonymous, false),
+            "XCLIENT ADDR=192.0.2.8"
+        );
+        assert_eq!(
+            command(&offered, &anonymous, true),
+            "XCLIENT ADDR=192.0.2.8 LOGIN=[UNAVAILABLE]"
+        );
+        let alice = ClientIdentity {
+            login: Some("alice".into()),
+            ..anonymous
+        };
+        assert_eq!(
+            command(&offered, &alice, true),
+            "XCLIENT ADDR=192.0.2.8 LOGIN=alice"
         );
     }
 }

@@ -1,0 +1,274 @@
+//! Warm upstream connections, handed from a session that ended to the next
+//! one that needs the upstream.
+//!
+//! A connection goes back into the pool only clean (no message or write
+//! left half-done, any open transaction reset) and only while it is young
+//! enough and has carried fewer than `max_messages` messages. Taking one
+//! out checks that the upstream has not closed it or said anything since,
+//! then introduces the new client: XCLIENT and EHLO where the upstream
+//! accepted XCLIENT, RSET where it sees the proxy as the client. Any doubt
+//! along the way closes the connection and the session opens a fresh one,
+//! so no session ever runs under another client's identity.
+
+use super::{ClientIdentity, Upstream, UpstreamError, UpstreamSettings};
+use crate::config::UpstreamPoolConfig;
+use crate::metrics::Metrics;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+/// Longest a kept connection may take to answer the commands that hand it
+/// to a new client; a slower one is closed and a fresh one opened.
+const REUSE_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a kept connection was closed rather than reused (the `reason`
+/// label of `relaygate_upstream_pool_discards_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Discard {
+    /// It waited longer than `max_idle_time`.
+    IdleTime,
+    /// It reached `max_age`.
+    Age,
+    /// It carried `max_messages` messages.
+    Messages,
+    /// The upstream closed it, or spoke unasked, while it was idle.
+    Closed,
+    /// The upstream refused, or did not answer in time, the commands that
+    /// hand it to a new client.
+    ResetFailed,
+    /// The pool held `max_idle` connections already.
+    Full,
+}
+
+impl Discard {
+    fn label(self) -> &'static str {
+        match self {
+            Self::IdleTime => "idle_time",
+            Self::Age => "age",
+            Self::Messages => "messages",
+            Self::Closed => "closed",
+            Self::ResetFailed => "reset_failed",
+            Self::Full => "full",
+        }
+    }
+}
+
+/// One kept connection and since when it waits.
+struct Idle {
+    upstream: Upstream,
+    since: Instant,
+}
+
+/// Opens upstream connections, and keeps and reuses them as
+/// `[upstream_pool]` says.
+pub struct UpstreamPool {
+    settings: UpstreamSettings,
+    config: UpstreamPoolConfig,
+    /// Kept connections, the most recently returned last.
+    idle: Mutex<VecDeque<Idle>>,
+    metrics: Arc<Metrics>,
+}
+
+impl UpstreamPool {
+    /// A pool for the upstream of `settings`. With the pool enabled, a task
+    /// closes connections that waited too long (it ends with the pool);
+    /// call it inside a tokio runtime.
+    pub fn start(
+        settings: UpstreamSettings,
+        config: UpstreamPoolConfig,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let pool = Arc::new(Self {
+            settings,
+            config,
+            idle: Mutex::new(VecDeque::new()),
+            metrics,
+        });
+        if pool.config.enabled {
+            tokio::spawn(sweep_until_dropped(Arc::downgrade(&pool)));
+        }
+        pool
+    }
+
+    /// Where the upstream is and how to talk to it.
+    pub fn settings(&self) -> &UpstreamSettings {
+        &self.settings
+    }
+
+    /// A connection introduced as `client`: a kept one where one is usable,
+    /// a fresh one otherwise.
+    pub async fn connect(&self, client: &ClientIdentity) -> Result<Upstream, UpstreamError> {
+        while let Some(mut upstream) = self.take_idle() {
+            let limit = REUSE_REPLY_TIMEOUT.min(self.settings.timeout);
+            match tokio::time::timeout(limit, upstream.reintroduce(&self.settings, client)).await {
+                Ok(Ok(())) => {
+                    self.metrics.upstream_connection("reused");
+                    return Ok(upstream);
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!("kept upstream connection not reusable: {error}");
+                    self.metrics
+                        .upstream_pool_discard(Discard::ResetFailed.label());
+                }
+                Err(_) => {
+                    tracing::debug!("kept upstream connection did not answer in {limit:?}");
+                    self.metrics
+                        .upstream_pool_discard(Discard::ResetFailed.label());
+                }
+            }
+        }
+        let upstream = Upstream::open(&self.settings, client).await?;
+        self.metrics.upstream_connection("opened");
+        Ok(upstream)
+    }
+
+    /// Take back a connection whose session is done with it: kept when it
+    /// is clean and within its limits, closed otherwise.
+    pub async fn release(&self, mut upstream: Upstream) {
+        if !self.config.enabled || !upstream.is_clean() {
+            upstream.quit().await;
+            return;
+        }
+        let spent = if upstream.messages() >= self.config.max_messages {
+            Some(Discard::Messages)
+        } else if upstream.age() >= self.config.max_age {
+            Some(Discard::Age)
+        } else {
+            None
+        };
+        if let Some(reason) = spent {
+            self.metrics.upstream_pool_discard(reason.label());
+            upstream.quit().await;
+            return;
+        }
+        if upstream.in_transaction() {
+            let limit = REUSE_REPLY_TIMEOUT.min(self.settings.timeout);
+            if !matches!(
+                tokio::time::timeout(limit, upstream.reset()).await,
+                Ok(Ok(()))
+            ) {
+                self.metrics
+                    .upstream_pool_discard(Discard::ResetFailed.label());
+                return;
+            }
+        }
+        if !upstream.is_quiet() {
+            self.metrics.upstream_pool_discard(Discard::Closed.label());
+            return;
+        }
+        let evicted = {
+            let mut idle = self.lock();
+            idle.push_back(Idle {
+                upstream,
+                since: Instant::now(),
+            });
+            let evicted = (idle.len() > self.config.max_idle).then(|| idle.pop_front());
+            self.metrics.upstream_pool_idle.set(idle.len() as i64);
+            evicted.flatten()
+        };
+        if let Some(oldest) = evicted {
+            self.metrics.upstream_pool_discard(Discard::Full.label());
+            oldest.upstream.quit().await;
+        }
+    }
+
+    /// Close every kept connection (at shutdown).
+    pub async fn close_idle(&self) {
+        let idle: Vec<Idle> = {
+            let mut idle = self.lock();
+            self.metrics.upstream_pool_idle.set(0);
+            idle.drain(..).collect()
+        };
+        futures_util::future::join_all(idle.into_iter().map(|entry| entry.upstream.quit())).await;
+    }
+
+    /// The most recently kept usable connection; the unusable ones met on
+    /// the way are closed.
+    fn take_idle(&self) -> Option<Upstream> {
+        if !self.config.enabled {
+            return None;
+        }
+        let mut unusable = Vec::new();
+        let found = {
+            let mut idle = self.lock();
+            let found = loop {
+                let Some(entry) = idle.pop_back() else {
+                    break None;
+                };
+                match self.why_unusable(&entry) {
+                    None => break Some(entry.upstream),
+                    Some(reason) => unusable.push((entry.upstream, reason)),
+                }
+            };
+            self.metrics.upstream_pool_idle.set(idle.len() as i64);
+            found
+        };
+        for (upstream, reason) in unusable {
+            self.discard_in_background(upstream, reason);
+        }
+        found
+    }
+
+    /// Close the kept connections that waited or lived too long, or that
+    /// the upstream closed.
+    fn sweep(&self) {
+        let mut unusable = Vec::new();
+        {
+            let mut idle = self.lock();
+            let mut kept = VecDeque::with_capacity(idle.len());
+            for entry in idle.drain(..) {
+                match self.why_unusable(&entry) {
+                    None => kept.push_back(entry),
+                    Some(reason) => unusable.push((entry.upstream, reason)),
+                }
+            }
+            *idle = kept;
+            self.metrics.upstream_pool_idle.set(idle.len() as i64);
+        }
+        for (upstream, reason) in unusable {
+            self.discard_in_background(upstream, reason);
+        }
+    }
+
+    fn why_unusable(&self, entry: &Idle) -> Option<Discard> {
+        if entry.since.elapsed() > self.config.max_idle_time {
+            Some(Discard::IdleTime)
+        } else if entry.upstream.age() >= self.config.max_age {
+            Some(Discard::Age)
+        } else if !entry.upstream.is_quiet() {
+            Some(Discard::Closed)
+        } else {
+            None
+        }
+    }
+
+    /// Count the discard and say QUIT without making anyone wait for it
+    /// (a connection the upstream closed is just dropped).
+    fn discard_in_background(&self, upstream: Upstream, reason: Discard) {
+        self.metrics.upstream_pool_discard(reason.label());
+        if reason != Discard::Closed {
+            tokio::spawn(upstream.quit());
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Idle>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Sweep `pool` a few times per `max_idle_time` until it is dropped.
+async fn sweep_until_dropped(pool: Weak<UpstreamPool>) {
+    let period = match pool.upgrade() {
+        Some(pool) => (pool.config.max_idle_time / 2).max(Duration::from_millis(100)),
+        None => return,
+    };
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match pool.upgrade() {
+            Some(pool) => pool.sweep(),
+            None => return,
+        }
+    }
+}
