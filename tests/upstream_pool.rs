@@ -144,6 +144,33 @@ async fn one_message(
     local
 }
 
+/// Wait until no session is open: the proxy answers QUIT before its session
+/// has given its upstream connection back, so a test that wants the next
+/// session to find it kept waits for this first.
+async fn sessions_ended(proxy: &TestProxy) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metric(proxy, "relaygate_sessions_active").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sessions never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`one_message`] from 127.0.0.2, then [`sessions_ended`].
+async fn message_then_wait(proxy: &TestProxy, subject: &str) {
+    one_message(
+        proxy.addr(),
+        "127.0.0.2".parse().unwrap(),
+        "client.test",
+        false,
+        subject,
+    )
+    .await;
+    sessions_ended(proxy).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn interleaved_clients_each_reach_the_upstream_as_themselves() {
     let setup = start(with_xclient(), "max_idle = 4").await;
@@ -241,6 +268,7 @@ async fn a_transaction_left_open_is_reset_before_the_next_client() {
         .await
         .unwrap();
     first.quit().await.unwrap();
+    sessions_ended(&setup.proxy).await;
     one_message(
         setup.proxy.addr(),
         "127.0.0.3".parse().unwrap(),
@@ -279,14 +307,7 @@ async fn a_transaction_left_open_is_reset_before_the_next_client() {
 async fn a_connection_closes_after_max_messages() {
     let setup = start(with_xclient(), "max_messages = 2").await;
     for round in 0..5 {
-        one_message(
-            setup.proxy.addr(),
-            "127.0.0.2".parse().unwrap(),
-            "client.test",
-            false,
-            &format!("round {round}"),
-        )
-        .await;
+        message_then_wait(&setup.proxy, &format!("round {round}")).await;
     }
     setup.upstream.wait_for_messages(5, WAIT).await.unwrap();
     assert_eq!(opened(&setup.proxy).await, 3);
@@ -310,16 +331,7 @@ async fn a_connection_closes_after_max_messages() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_connection_past_max_idle_time_is_closed_not_reused() {
     let setup = start(with_xclient(), "max_idle_time = \"300ms\"").await;
-    let send = |subject: &'static str| {
-        one_message(
-            setup.proxy.addr(),
-            "127.0.0.2".parse().unwrap(),
-            "client.test",
-            false,
-            subject,
-        )
-    };
-    send("before").await;
+    message_then_wait(&setup.proxy, "before").await;
     // The sweeper closes it (politely: the upstream sees QUIT).
     let first = setup.upstream.messages()[0].session;
     setup
@@ -334,7 +346,7 @@ async fn an_idle_connection_past_max_idle_time_is_closed_not_reused() {
             .map(String::as_str),
         Some("QUIT")
     );
-    send("after").await;
+    message_then_wait(&setup.proxy, "after").await;
     assert_eq!(opened(&setup.proxy).await, 2);
     assert_eq!(reused(&setup.proxy).await, 0);
     assert_eq!(discarded(&setup.proxy, "idle_time").await, 1);
@@ -394,14 +406,7 @@ async fn no_more_than_max_idle_connections_are_kept() {
 async fn disabled_pool_opens_one_connection_per_session() {
     let setup = start(with_xclient(), "enabled = false").await;
     for round in 0..3 {
-        one_message(
-            setup.proxy.addr(),
-            "127.0.0.2".parse().unwrap(),
-            "client.test",
-            false,
-            &format!("round {round}"),
-        )
-        .await;
+        message_then_wait(&setup.proxy, &format!("round {round}")).await;
     }
     let messages = setup.upstream.wait_for_messages(3, WAIT).await.unwrap();
     let sessions: std::collections::BTreeSet<_> = messages.iter().map(|m| m.session).collect();
@@ -422,6 +427,7 @@ async fn without_xclient_a_kept_connection_starts_over_with_rset() {
             &format!("round {round}"),
         )
         .await;
+        sessions_ended(&setup.proxy).await;
     }
     let messages = setup.upstream.wait_for_messages(3, WAIT).await.unwrap();
     let sessions: std::collections::BTreeSet<_> = messages.iter().map(|m| m.session).collect();
@@ -440,9 +446,21 @@ async fn without_xclient_a_kept_connection_starts_over_with_rset() {
     );
 }
 
-/// An upstream that ends every connection right after accepting a message,
-/// as one does whose idle timeout is shorter than the pool's.
-async fn closing_upstream() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+/// What the scripted upstream does with a connection after accepting a
+/// message on it.
+#[derive(Clone, Copy)]
+enum AfterMessage {
+    /// Close it, as an upstream whose idle timeout is shorter than the pool's.
+    Close,
+    /// Keep it open but never answer again, as a stuck upstream process.
+    GoSilent,
+}
+
+/// An upstream that treats each connection as `after` says once a message
+/// is accepted on it.
+async fn scripted_upstream(
+    after: AfterMessage,
+) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -469,7 +487,9 @@ async fn closing_upstream() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) 
                             }
                             messages.fetch_add(1, Ordering::SeqCst);
                             write.write_all(b"250 queued\r\n").await?;
-                            // Gone before the proxy's next session.
+                            if let AfterMessage::GoSilent = after {
+                                while lines.next_line().await?.is_some() {}
+                            }
                             return Ok::<_, std::io::Error>(());
                         }
                         "QUIT" => {
@@ -489,7 +509,7 @@ async fn closing_upstream() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kept_connection_the_upstream_closed_is_replaced_unnoticed() {
-    let (upstream, connections, messages) = closing_upstream().await;
+    let (upstream, connections, messages) = scripted_upstream(AfterMessage::Close).await;
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users");
     std::fs::write(
@@ -503,14 +523,7 @@ async fn a_kept_connection_the_upstream_closed_is_replaced_unnoticed() {
     for round in 0..3 {
         // Back to back: the close may or may not have arrived when the
         // next session takes the connection.
-        one_message(
-            proxy.addr(),
-            "127.0.0.2".parse().unwrap(),
-            "client.test",
-            false,
-            &format!("round {round}"),
-        )
-        .await;
+        message_then_wait(&proxy, &format!("round {round}")).await;
     }
     assert_eq!(messages.load(Ordering::SeqCst), 3);
     assert_eq!(reused(&proxy).await, 0);
@@ -527,4 +540,29 @@ async fn a_kept_connection_the_upstream_closed_is_replaced_unnoticed() {
     assert_eq!(gone, 3, "each closed connection noticed once");
     // The start-up probe made one more.
     assert_eq!(connections.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_connection_that_no_longer_answers_is_given_up_for_a_fresh_one() {
+    let (upstream, connections, messages) = scripted_upstream(AfterMessage::GoSilent).await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(
+        &users,
+        format!("{USER}:{}\n", bcrypt::hash(PASSWORD, 4).unwrap()),
+    )
+    .unwrap();
+    let proxy = TestProxy::start(&config(&users, ""), upstream)
+        .await
+        .unwrap();
+    for round in 0..2 {
+        message_then_wait(&proxy, &format!("round {round}")).await;
+    }
+    // The second session waited for the kept connection's answer to the
+    // handover (at most 5s), then delivered on a fresh one.
+    assert_eq!(messages.load(Ordering::SeqCst), 2);
+    assert_eq!(discarded(&proxy, "reset_failed").await, 1);
+    assert_eq!(opened(&proxy).await, 2);
+    assert_eq!(reused(&proxy).await, 0);
+    assert_eq!(connections.load(Ordering::SeqCst), 3, "the probe and two");
 }

@@ -21,6 +21,11 @@ use std::time::{Duration, Instant};
 /// to a new client; a slower one is closed and a fresh one opened.
 const REUSE_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Kept connections one session tries before opening a fresh one: when two
+/// in a row fail, the upstream is restarting or stuck, and trying every kept
+/// connection would only make the client wait longer.
+const REUSE_ATTEMPTS: usize = 2;
+
 /// Why a kept connection was closed rather than reused (the `reason`
 /// label of `relaygate_upstream_pool_discards_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +103,10 @@ impl UpstreamPool {
     /// A connection introduced as `client`: a kept one where one is usable,
     /// a fresh one otherwise.
     pub async fn connect(&self, client: &ClientIdentity) -> Result<Upstream, UpstreamError> {
-        while let Some(mut upstream) = self.take_idle() {
+        for _ in 0..REUSE_ATTEMPTS {
+            let Some(mut upstream) = self.take_idle() else {
+                break;
+            };
             let limit = REUSE_REPLY_TIMEOUT.min(self.settings.timeout);
             match tokio::time::timeout(limit, upstream.reintroduce(&self.settings, client)).await {
                 Ok(Ok(())) => {
@@ -111,9 +119,12 @@ impl UpstreamPool {
                         .upstream_pool_discard(Discard::ResetFailed.label());
                 }
                 Err(_) => {
+                    // A stuck upstream: the other kept connections would
+                    // make the next sessions wait as long.
                     tracing::debug!("kept upstream connection did not answer in {limit:?}");
                     self.metrics
                         .upstream_pool_discard(Discard::ResetFailed.label());
+                    self.discard_all(Discard::ResetFailed);
                 }
             }
         }
@@ -174,12 +185,22 @@ impl UpstreamPool {
 
     /// Close every kept connection (at shutdown).
     pub async fn close_idle(&self) {
-        let idle: Vec<Idle> = {
-            let mut idle = self.lock();
-            self.metrics.upstream_pool_idle.set(0);
-            idle.drain(..).collect()
-        };
+        let idle = self.drain();
         futures_util::future::join_all(idle.into_iter().map(|entry| entry.upstream.quit())).await;
+    }
+
+    /// Every kept connection, taken out of the pool.
+    fn drain(&self) -> Vec<Idle> {
+        let mut idle = self.lock();
+        self.metrics.upstream_pool_idle.set(0);
+        idle.drain(..).collect()
+    }
+
+    /// Close every kept connection, counting each as `reason`.
+    fn discard_all(&self, reason: Discard) {
+        for entry in self.drain() {
+            self.discard_in_background(entry.upstream, reason);
+        }
     }
 
     /// The most recently kept usable connection; the unusable ones met on
