@@ -1211,7 +1211,7 @@ fn policy_new_refuses_bad_arguments_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     policy_new(dir.path(), &["cobol", "x"])
         .exited(2)
-        .complains("possible values: rust, c, python, javascript");
+        .complains("possible values: rust, c, zig, python, javascript");
     for bad in [
         "My-Policy",
         "1policy",

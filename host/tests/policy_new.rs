@@ -52,6 +52,25 @@ fn installed_componentize_py() -> Option<PathBuf> {
     tool.is_file().then_some(tool)
 }
 
+/// The Zig compiler `policies/tools.sh` installed, which spares the build
+/// its download.
+fn installed_zig() -> Option<PathBuf> {
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repository.join("target"));
+    let python = target.join("policy-tools/venv/bin/python3");
+    let output = Command::new(python)
+        .args([
+            "-c",
+            "import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), 'zig'))",
+        ])
+        .output()
+        .ok()?;
+    let zig = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());
+    (output.status.success() && zig.is_file()).then_some(zig)
+}
+
 /// Writes the project, builds it outside the repository and plays its cases.
 /// One project at a time: eight toolchains building at once starve the
 /// machine, and `policy test` then measures the starvation against the
@@ -85,6 +104,9 @@ fn new_project_builds_and_passes_its_cases(language: &str, world: &str) {
         .env_remove("CARGO_TARGET_DIR");
     if let Some(tool) = installed_componentize_py() {
         build.env("COMPONENTIZE_PY", tool);
+    }
+    if let Some(zig) = installed_zig() {
+        build.env("ZIG", zig);
     }
     let built = build.output().unwrap();
     assert!(
@@ -132,6 +154,13 @@ fn c_project() {
 fn c_stateful_project() {
     if toolchain(&["clang-19"]) {
         new_project_builds_and_passes_its_cases("c", "stateful-policy");
+    }
+}
+
+#[test]
+fn zig_project() {
+    if toolchain(&["python3"]) {
+        new_project_builds_and_passes_its_cases("zig", "policy");
     }
 }
 

@@ -72,7 +72,7 @@ pub const README: &str = include_str!(concat!(
 ));
 
 /// Every language `relaygate policy new` writes, in the order its help lists them.
-pub const TEMPLATES: &[Template] = &[RUST, C, PYTHON, JAVASCRIPT];
+pub const TEMPLATES: &[Template] = &[RUST, C, ZIG, PYTHON, JAVASCRIPT];
 
 /// The template of `language`, if there is one.
 pub fn find(language: &str) -> Option<&'static Template> {
@@ -191,6 +191,44 @@ const C: Template = Template {
     c_bindings: Some("gen"),
 };
 
+const ZIG: Template = Template {
+    language: "zig",
+    title: "Zig",
+    install: "Needs Python 3 with `venv` (Debian: `python3-venv`): `build.sh` installs Zig \
+              0.17.0 (`ziglang` on PyPI) into `.venv/` on first use (`ZIG=...` names a `zig` \
+              binary already installed). And relaygate itself, whose `relaygate policy \
+              componentize` turns the core module into a component (`RELAYGATE=...` picks the \
+              binary). The bindings are in `gen/`; the module is built for \
+              `wasm32-freestanding`, so it imports no WASI.",
+    unit_tests: "zig test rules.zig",
+    files: &[
+        embed!(
+            "rules.zig",
+            "zig/rules.zig",
+            "the rules, with their unit tests"
+        ),
+        embed!(
+            "policy.zig",
+            "zig/policy.zig",
+            "the WIT glue: the hooks call the rules; a panic traps"
+        ),
+        embed!(
+            "libc.zig",
+            "zig/libc.zig",
+            "`malloc`, `free` and the rest the C glue calls, on Zig's allocator"
+        ),
+        embed!(
+            "build.sh",
+            "project/zig/build.sh",
+            "unit tests, then the component"
+        ),
+        embed!("cases.toml", "zig/cases.toml", CASES_ABOUT),
+        embed!(".gitignore", "project/zig/gitignore", ""),
+    ],
+    stateful: None,
+    c_bindings: Some("gen"),
+};
+
 const PYTHON: Template = Template {
     language: "python",
     title: "Python",
@@ -295,3 +333,27 @@ const JAVASCRIPT: Template = Template {
     ]),
     c_bindings: None,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Zig project installs the Zig the repository's own builds pin.
+    #[test]
+    fn the_zig_project_pins_the_zig_of_the_repository() {
+        let tools = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/tools.sh"));
+        let pinned = tools
+            .lines()
+            .find_map(|line| line.strip_prefix("ZIGLANG_VERSION="))
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("policies/tools.sh pins ziglang");
+        let build = ZIG
+            .files
+            .iter()
+            .find(|file| file.path == "build.sh")
+            .expect("a build script");
+        let build = std::str::from_utf8(build.contents).unwrap();
+        assert!(build.contains(&format!("version={pinned}\n")), "{build}");
+        assert!(ZIG.install.contains(pinned), "{}", ZIG.install);
+    }
+}
