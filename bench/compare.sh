@@ -89,10 +89,7 @@ run_load() {
     echo "$end - $start" | bc -l
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$proxy_pid/stat"; }
-ticks_per_second=$(getconf CLK_TCK)
 
 printf '%s\n' "machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%s\n' "messages/run $MESSAGES, size $SIZE B, persistent $PERSISTENT, repeats $REPEATS"
@@ -102,9 +99,9 @@ for sessions in $SESSIONS; do
     for _ in $(seq "$REPEATS"); do
         run_load "$sink_port" "$sessions" >> "$work/direct"
         run_load "$relay_port" "$sessions" >> "$work/relay"
-        before=$(cpu_ticks)
+        before=$(cpu_ticks "$proxy_pid")
         run_load "$proxy_port" "$sessions" >> "$work/proxy"
-        cpu_total=$(( cpu_total + $(cpu_ticks) - before ))
+        cpu_total=$(( cpu_total + $(cpu_ticks "$proxy_pid") - before ))
     done
     d=$(median < "$work/direct"); r=$(median < "$work/relay"); p=$(median < "$work/proxy")
     d_rate=$(echo "$MESSAGES / $d" | bc -l); r_rate=$(echo "$MESSAGES / $r" | bc -l); p_rate=$(echo "$MESSAGES / $p" | bc -l)

@@ -1,5 +1,6 @@
 # Shared by the benchmark scripts (source it): a scratch directory removed on
-# exit, the background processes to stop on exit, and loopback port helpers.
+# exit, the background processes to stop on exit, loopback port helpers, and
+# the median and CPU-time helpers every report uses.
 
 work=$(mktemp -d)
 pids=()
@@ -11,3 +12,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # Wait (at most 10 s) until something listens on 127.0.0.1:PORT.
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+# The median of the numbers on standard input, one per line.
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# CPU time (utime + stime, in clock ticks) process PID has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ticks_per_second=$(getconf CLK_TCK)

@@ -8,6 +8,8 @@
 #   100k         100 persistent sessions, 100 KiB messages
 #   pipelining   persistent sessions whose client pipelines MAIL/RCPT/DATA
 #                (host/examples/smtp-load.rs, SMTP_LOAD_PIPELINE=1)
+#   latency      persistent sessions, each transaction timed (smtp-load):
+#                the msg/s columns, plus p50/p99 per transaction in the CSV
 # The sink is host/examples/fast-sink.rs (multi-threaded; Postfix's
 # smtp-sink serves everything from one thread). Runs are interleaved
 # (direct, relay, relaygate, ...) and medians reported; the proxy's CPU per
@@ -24,12 +26,15 @@
 #   REPEATS   [3]          interleaved repeats
 #   SESSIONS  [200]        sessions for persistent/pipelining (400 at 8 cores)
 #   PER_CONN_SESSIONS [100] concurrent connections for per-conn (200 at 8 cores)
+#   CSV       []           also append each row to this CSV file (bench/plot.py draws it)
 # Needs: postfix (smtp-source), taskset (util-linux). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CORES=${CORES:-"1 2 4 8"}
-CASES=${CASES:-"persistent per-conn 100k pipelining"}
+CASES=${CASES:-"persistent per-conn 100k pipelining latency"}
+CSV=${CSV:-}
+[ -z "$CSV" ] || [ -s "$CSV" ] || echo "case,cores,target,msgs_per_s,cpu_us_per_tx,p50_us,p99_us" > "$CSV"
 MESSAGES=${MESSAGES:-20000}
 REPEATS=${REPEATS:-3}
 SESSIONS=${SESSIONS:-200}
@@ -57,9 +62,6 @@ pinned=0; [ "$total_cores" -ge 8 ] && pinned=1
 # "first-last" for N cores starting at core FROM.
 core_range() { echo "$1-$(( $1 + $2 - 1 ))"; }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-ticks_per_second=$(getconf CLK_TCK)
 
 # Start (pinned to $1 when pinning) a process in the background; its pid in $started.
 start_on() {
@@ -86,6 +88,9 @@ run_case() {
                 -f bench@example.com -t sink@remote.example.net -M client.bench.test 127.0.0.1:"$port" >/dev/null ;;
         pipelining)
             SMTP_LOAD_PIPELINE=1 "${pin[@]}" "$SMTP_LOAD" 127.0.0.1:"$port" "$sessions" "$MESSAGES" 1024 >/dev/null ;;
+        latency)
+            # msgs/s p50_us p99_us, kept beside the timing.
+            "${pin[@]}" "$SMTP_LOAD" 127.0.0.1:"$port" "$sessions" "$MESSAGES" 1024 >> "$work/latency-$port" ;;
     esac
     end=$(date +%s.%N)
     echo "$end - $start" | bc -l
@@ -145,6 +150,7 @@ TOML
         sessions=$SESSIONS; [ "$case" = per-conn ] && sessions=$PER_CONN_SESSIONS
         if [ "$pinned" = 1 ] && [ "$cores" -ge 8 ]; then sessions=$(( sessions * 2 )); fi
         : > "$work/direct"; : > "$work/relay"; : > "$work/proxy"
+        : > "$work/latency-$sink_port"; : > "$work/latency-$relay_port"; : > "$work/latency-$proxy_port"
         relay_cpu=0; proxy_cpu=0
         for _ in $(seq "$REPEATS"); do
             run_case "$case" "$sink_port" "$load_set" "$sessions" >> "$work/direct"
@@ -163,6 +169,21 @@ TOML
         printf '%-11s %5s %12.0f %12.0f %12.0f %8.2fx %8.2fx %12.0f %12.0f %8.2fx\n' "$case" "$label" "$d" "$r" "$p" \
             "$(echo "$p / $r" | bc -l)" "$(echo "$p / $d" | bc -l)" "$relay_us" "$proxy_us" \
             "$(echo "$proxy_us / ($relay_us + 0.000001)" | bc -l)"
+        if [ -n "$CSV" ]; then
+            for target in direct relay relaygate; do
+                case $target in
+                    direct) port=$sink_port rate_=$d cpu=;;
+                    relay) port=$relay_port rate_=$r cpu=$relay_us;;
+                    relaygate) port=$proxy_port rate_=$p cpu=$proxy_us;;
+                esac
+                p50=; p99=
+                if [ -s "$work/latency-$port" ]; then
+                    p50=$(cut -d' ' -f2 "$work/latency-$port" | median)
+                    p99=$(cut -d' ' -f3 "$work/latency-$port" | median)
+                fi
+                printf '%s,%s,%s,%.0f,%s,%s,%s\n' "$case" "$label" "$target" "$rate_" "${cpu:+$(printf '%.1f' "$cpu")}" "$p50" "$p99" >> "$CSV"
+            done
+        fi
     done
     kill "$proxy_pid" "$relay_pid" "$sink_pid" 2>/dev/null || true
     wait "$proxy_pid" "$relay_pid" "$sink_pid" 2>/dev/null || true

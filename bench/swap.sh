@@ -11,22 +11,18 @@ ROUNDS=${ROUNDS:-20}
 
 cargo build --release --quiet -p relaygate
 RELAYGATE=$PWD/target/release/relaygate
-work=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 smtp=$(free_port); admin=$(free_port)
 install() { cp "$1" "$work/.new.wasm"; mv "$work/.new.wasm" "$work/policy.wasm"; }
 start() {
     RUST_LOG=warn "$RELAYGATE" --config "$work/relaygate.toml" 2>>"$work/log" &
     pid=$!
+    pids+=("$pid")
     for _ in $(seq 200); do "$RELAYGATE" status --config "$work/relaygate.toml" >/dev/null 2>&1 && return; sleep 0.05; done
     echo "relaygate did not start" >&2; exit 1
 }
 reload_ms() { "$RELAYGATE" reload --config "$work/relaygate.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["swapped"]["micros"] / 1000)'; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 cat > "$work/relaygate.toml" <<TOML
 [proxy]
