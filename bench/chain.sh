@@ -27,22 +27,16 @@ SIZE=${SIZE:-1024}
 PERSISTENT=${PERSISTENT:-1}
 REPEATS=${REPEATS:-5}
 
-for tool in smtp-sink smtp-source; do
-    command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin"
-    command -v "$tool" >/dev/null || { echo "need $tool: apt-get install postfix" >&2; exit 1; }
-done
 
 cargo build --release --quiet -p relaygate --bin relaygate
 RELAYGATE=target/release/relaygate
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+need_postfix_tools
 
 sink_port=$(free_port)
-sink_user=(); [ "$(id -u)" = 0 ] && sink_user=(-u nobody)
-smtp-sink "${sink_user[@]}" 127.0.0.1:"$sink_port" 1024 &
-pids+=($!)
-wait_port "$sink_port"
+start_smtp_sink "$sink_port"
 
 # The Apple relay rules as one chain module named $1.
 relay_module() {

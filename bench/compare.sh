@@ -34,10 +34,6 @@ LATENCY=${LATENCY:-1}
 LATENCY_MESSAGES=${LATENCY_MESSAGES:-4000}
 LATENCY_RATE=${LATENCY_RATE:-2000}
 
-for tool in smtp-sink smtp-source; do
-    command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin"
-    command -v "$tool" >/dev/null || { echo "need $tool: apt-get install postfix" >&2; exit 1; }
-done
 
 cargo build --release --quiet -p relaygate --bin relaygate --example tcp-relay --example smtp-load
 RELAYGATE=target/release/relaygate
@@ -46,12 +42,10 @@ SMTP_LOAD=target/release/examples/smtp-load
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+need_postfix_tools
 
 sink_port=$(free_port)
-sink_user=(); [ "$(id -u)" = 0 ] && sink_user=(-u nobody)
-smtp-sink "${sink_user[@]}" 127.0.0.1:"$sink_port" 1024 &
-pids+=($!)
-wait_port "$sink_port"
+start_smtp_sink "$sink_port"
 
 proxy_port=$(free_port)
 cat > "$work/relaygate.toml" <<TOML

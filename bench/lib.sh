@@ -19,3 +19,21 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 # CPU time (utime + stime, in clock ticks) process PID has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 ticks_per_second=$(getconf CLK_TCK)
+
+# Exit unless Postfix's smtp-sink and smtp-source can be run (/usr/sbin is
+# added to PATH where they live).
+need_postfix_tools() {
+    for tool in smtp-sink smtp-source; do
+        command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin"
+        command -v "$tool" >/dev/null || { echo "need $tool: apt-get install postfix" >&2; exit 1; }
+    done
+}
+
+# Start smtp-sink on 127.0.0.1:PORT with a listen backlog of 1024 (as nobody
+# when run as root: it refuses to run as root), stopped on exit.
+start_smtp_sink() {
+    local user=(); [ "$(id -u)" = 0 ] && user=(-u nobody)
+    smtp-sink "${user[@]}" 127.0.0.1:"$1" 1024 &
+    pids+=($!)
+    wait_port "$1"
+}

@@ -22,22 +22,16 @@ SESSIONS=${SESSIONS:-"1 20"}
 MESSAGES=${MESSAGES:-2000}
 REPEATS=${REPEATS:-5}
 
-for tool in smtp-sink smtp-source; do
-    command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin"
-    command -v "$tool" >/dev/null || { echo "need $tool: apt-get install postfix" >&2; exit 1; }
-done
 
 [ -n "${PREBUILT:-}" ] || cargo build --release --quiet -p relaygate --bin relaygate
 RELAYGATE=target/release/relaygate
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+need_postfix_tools
 
 sink_port=$(free_port)
-sink_user=(); [ "$(id -u)" = 0 ] && sink_user=(-u nobody)
-smtp-sink "${sink_user[@]}" 127.0.0.1:"$sink_port" 1024 &
-pids+=($!)
-wait_port "$sink_port"
+start_smtp_sink "$sink_port"
 
 # Start relaygate with `[upstream_pool] enabled = $1`; sets $port, $admin
 # and $pid.

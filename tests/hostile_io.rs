@@ -7,7 +7,7 @@
 //! that come in with a PROXY protocol header are judged like any other talk
 //! before the greeting.
 
-use relaygate_tests::admin::http;
+use relaygate_tests::admin::{self, http};
 use relaygate_tests::client::SmtpClient;
 use relaygate_tests::proxy::TestProxy;
 use relaygate_tests::upstream::{RecordingUpstream, UpstreamBehaviour};
@@ -42,15 +42,9 @@ async fn start(behaviour: UpstreamBehaviour, extra_proxy: &str) -> (RecordingUps
     (upstream, proxy)
 }
 
-/// The value of one line of `/metrics` (0 when the series does not exist yet).
+/// The value of one series of the proxy's `/metrics`.
 async fn metric(proxy: &TestProxy, series: &str) -> u64 {
-    let (code, text) = http(proxy.admin_addr().unwrap(), "GET", "/metrics")
-        .await
-        .unwrap();
-    assert_eq!(code, 200);
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
+    admin::metric(proxy.admin_addr().unwrap(), series).await
 }
 
 /// Connect with a small receive buffer, then pipeline NOOPs as fast as the proxy

@@ -6,7 +6,7 @@
 //! configured; a kept connection the upstream closed is replaced without the
 //! client noticing; and `enabled = false` opens one connection per session.
 
-use relaygate_tests::admin::http;
+use relaygate_tests::admin;
 use relaygate_tests::client::SmtpClient;
 use relaygate_tests::proxy::TestProxy;
 use relaygate_tests::upstream::{Extension, RecordingUpstream, UpstreamBehaviour};
@@ -61,14 +61,8 @@ struct Setup {
 }
 
 async fn start(behaviour: UpstreamBehaviour, pool: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
-    std::fs::write(&users, format!("{USER}:{hash}\n")).unwrap();
     let upstream = RecordingUpstream::start(behaviour).await.unwrap();
-    let proxy = TestProxy::start(&config(&users, pool), upstream.addr())
-        .await
-        .unwrap();
+    let (proxy, dir) = proxy_for(upstream.addr(), pool).await;
     Setup {
         proxy,
         upstream,
@@ -76,19 +70,26 @@ async fn start(behaviour: UpstreamBehaviour, pool: &str) -> Setup {
     }
 }
 
+/// The proxy of [`config`] in front of `upstream`, and the folder of its
+/// users file (keep it while the proxy runs).
+async fn proxy_for(upstream: SocketAddr, pool: &str) -> (TestProxy, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+    std::fs::write(&users, format!("{USER}:{hash}\n")).unwrap();
+    let proxy = TestProxy::start(&config(&users, pool), upstream)
+        .await
+        .unwrap();
+    (proxy, dir)
+}
+
 fn with_xclient() -> UpstreamBehaviour {
     UpstreamBehaviour::default().with(Extension::Xclient)
 }
 
-/// The value of one series of `/metrics` (0 when it has no sample yet).
+/// The value of one series of the proxy's `/metrics`.
 async fn metric(proxy: &TestProxy, series: &str) -> u64 {
-    let (code, text) = http(proxy.admin_addr().unwrap(), "GET", "/metrics")
-        .await
-        .unwrap();
-    assert_eq!(code, 200);
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
+    admin::metric(proxy.admin_addr().unwrap(), series).await
 }
 
 async fn opened(proxy: &TestProxy) -> u64 {
@@ -510,16 +511,7 @@ async fn scripted_upstream(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kept_connection_the_upstream_closed_is_replaced_unnoticed() {
     let (upstream, connections, messages) = scripted_upstream(AfterMessage::Close).await;
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(
-        &users,
-        format!("{USER}:{}\n", bcrypt::hash(PASSWORD, 4).unwrap()),
-    )
-    .unwrap();
-    let proxy = TestProxy::start(&config(&users, ""), upstream)
-        .await
-        .unwrap();
+    let (proxy, _dir) = proxy_for(upstream, "").await;
     for round in 0..3 {
         // Back to back: the close may or may not have arrived when the
         // next session takes the connection.
@@ -545,16 +537,7 @@ async fn a_kept_connection_the_upstream_closed_is_replaced_unnoticed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kept_connection_that_no_longer_answers_is_given_up_for_a_fresh_one() {
     let (upstream, connections, messages) = scripted_upstream(AfterMessage::GoSilent).await;
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(
-        &users,
-        format!("{USER}:{}\n", bcrypt::hash(PASSWORD, 4).unwrap()),
-    )
-    .unwrap();
-    let proxy = TestProxy::start(&config(&users, ""), upstream)
-        .await
-        .unwrap();
+    let (proxy, _dir) = proxy_for(upstream, "").await;
     for round in 0..2 {
         message_then_wait(&proxy, &format!("round {round}")).await;
     }

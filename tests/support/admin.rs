@@ -29,3 +29,19 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<
         .unwrap_or(0);
     Ok((code, response))
 }
+
+/// The value of one series of `/metrics` at `addr`, named with its labels
+/// as the text exposition writes them (`relaygate_x_total{kind="y"}`); 0
+/// when it has no sample yet.
+///
+/// # Panics
+/// When `/metrics` does not answer 200.
+pub async fn metric(addr: SocketAddr, series: &str) -> u64 {
+    let (code, text) = http(addr, "GET", "/metrics")
+        .await
+        .expect("/metrics answers");
+    assert_eq!(code, 200, "{text}");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
