@@ -206,6 +206,11 @@ impl Reloader {
         if config.auth != self.lock_running().auth {
             tracing::warn!("[auth] settings changed: they take effect only after a restart");
         }
+        if config.upstream_pool != self.lock_running().upstream_pool {
+            tracing::warn!(
+                "[upstream_pool] settings changed: they take effect only after a restart"
+            );
+        }
         // The certificate is read before anything is swapped, so a bad one
         // leaves the old certificate and policy serving.
         let tls = config
