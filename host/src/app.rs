@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::policy::{Chains, InstancePool, LoadedPolicy, PolicyEngine, load_chains};
 use crate::reload::Reloader;
 use crate::session::SessionLimits;
-use crate::upstream::{Upstream, UpstreamPool, UpstreamSettings};
+use crate::upstream::{Upstream, UpstreamPool, UpstreamSettings, UpstreamTls};
 use crate::{admin, watch};
 use anyhow::Context;
 use std::future::Future;
@@ -141,6 +141,7 @@ impl App {
                     hostname: proxy.hostname.clone(),
                     timeout: proxy.upstream_timeout,
                     smtputf8: Arc::new(AtomicBool::new(false)),
+                    tls: UpstreamTls::from_config(&config.upstream_tls, &proxy.upstream)?,
                 },
                 config.upstream_pool.clone(),
                 metrics.clone(),

@@ -59,5 +59,6 @@ pub mod session;
 pub mod smtp;
 pub mod state;
 pub mod tls;
+pub mod tls_client;
 pub mod upstream;
 pub mod watch;

@@ -211,6 +211,11 @@ impl Reloader {
                 "[upstream_pool] settings changed: they take effect only after a restart"
             );
         }
+        if config.upstream_tls != self.lock_running().upstream_tls {
+            tracing::warn!(
+                "[upstream_tls] settings changed: they take effect only after a restart"
+            );
+        }
         // The certificate is read before anything is swapped, so a bad one
         // leaves the old certificate and policy serving.
         let tls = config

@@ -6,6 +6,7 @@ use relaygate::config::Config;
 use relaygate::config::{DEFAULT_CHAIN, PolicyMode};
 use relaygate::net::client_group;
 use relaygate::policy::{PolicyEngine, load_chains};
+use relaygate::upstream::UpstreamTls;
 
 /// `relaygate check`: everything `run` checks, without serving.
 pub async fn check(config: &Config) -> anyhow::Result<()> {
@@ -25,7 +26,13 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
             listener.chain
         );
     }
-    println!("upstream:  {}", config.proxy.upstream);
+    // The CA file and name must make a TLS client, as they will at start.
+    UpstreamTls::from_config(&config.upstream_tls, &config.proxy.upstream)?;
+    println!(
+        "upstream:  {}{}",
+        config.proxy.upstream,
+        config.upstream_tls.describe()
+    );
     println!("hostname:  {}", config.proxy.hostname);
     println!(
         "limits:    max_message_size {} bytes, max_recipients {}",

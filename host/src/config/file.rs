@@ -56,6 +56,9 @@ pub struct ConfigFile {
     /// `[upstream_pool]`: warm upstream connections handed to new sessions.
     #[serde(default)]
     pub upstream_pool: UpstreamPoolSection,
+    /// `[upstream_tls]`: TLS towards the upstream. Default: none (plain SMTP).
+    #[serde(default)]
+    pub upstream_tls: UpstreamTlsSection,
     /// `[[listener]]`: named listeners, each with its own TLS, PROXY
     /// protocol, host name and AUTH settings. Default: none (only `[proxy]
     /// listen` and `proxy_protocol_listen`).
@@ -506,7 +509,7 @@ pub mod auth_default {
     }
 }
 
-/// `[auth] tls`.
+/// `[auth] tls` and `[upstream_tls] mode`.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "lowercase")]
@@ -596,6 +599,43 @@ impl Default for UpstreamPoolSection {
             max_idle_time: Duration::from_secs(10),
             max_messages: 100,
             max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `[upstream_tls]`: TLS on the connections to the upstream, with its
+/// certificate verified.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamTlsSection {
+    /// `none`: plain SMTP; `starttls`: STARTTLS after the greeting;
+    /// `implicit`: TLS from the first byte (port 465).
+    pub mode: AuthTlsName,
+    /// With `starttls`: an upstream that does not offer STARTTLS is refused
+    /// (451 to the client); `false` sends in clear to such an upstream.
+    /// A certificate that does not verify is refused either way.
+    pub required: bool,
+    /// PEM file of the CA certificates to trust. Default: the system's CA
+    /// bundle (`/etc/ssl/certs/ca-certificates.crt`), else the Mozilla roots
+    /// built in.
+    pub ca: Option<PathBuf>,
+    /// The name the certificate must carry. Default: the host of `[proxy]
+    /// upstream`.
+    pub server_name: Option<String>,
+    /// SHA-256 of the upstream's certificate (DER, hex): when set, that
+    /// certificate is accepted whoever signed it, and no other.
+    pub pin_sha256: Option<String>,
+}
+
+impl Default for UpstreamTlsSection {
+    fn default() -> Self {
+        Self {
+            mode: AuthTlsName::None,
+            required: true,
+            ca: None,
+            server_name: None,
+            pin_sha256: None,
         }
     }
 }

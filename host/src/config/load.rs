@@ -82,6 +82,14 @@ impl Config {
                 }
             }
         }
+        if let Some(ca) = &self.upstream_tls.ca
+            && let Err(e) = std::fs::metadata(ca)
+        {
+            problems.push(format!(
+                "upstream_tls.ca: cannot read {}: {e}",
+                ca.display()
+            ));
+        }
         if let Some(tls) = &self.tls {
             let mut readable = true;
             for (key, path) in [("cert", &tls.cert), ("key", &tls.key)] {

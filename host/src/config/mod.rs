@@ -12,6 +12,7 @@
 //!   supplies).
 //! - `coherence`: settings that together cannot work or open the relay.
 //! - `upstream_pool`: `[upstream_pool]`, the reuse of upstream connections.
+//! - `upstream_tls`: `[upstream_tls]`, TLS towards the upstream.
 //! - `source`: the file plus command-line overrides, kept for reloads.
 //! - `docs_agree` (tests): the README's configuration block and
 //!   `dist/relaygate.example.toml` hold to the typed definition.
@@ -29,6 +30,7 @@ mod policy_table;
 mod source;
 mod state;
 mod upstream_pool;
+mod upstream_tls;
 mod validate;
 
 pub use chains::{ChainConfig, ChainModuleConfig};
@@ -44,6 +46,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 pub use upstream_pool::UpstreamPoolConfig;
+pub use upstream_tls::UpstreamTlsConfig;
 
 /// Everything relaygate needs to run, checked.
 #[derive(Debug, Clone)]
@@ -64,6 +67,8 @@ pub struct Config {
     pub state: StateConfig,
     /// `[upstream_pool]`: reuse of upstream connections across sessions.
     pub upstream_pool: UpstreamPoolConfig,
+    /// `[upstream_tls]`: TLS towards the upstream.
+    pub upstream_tls: UpstreamTlsConfig,
     /// `[[listener]]` tables, checked. The listeners of `[proxy] listen` and
     /// `proxy_protocol_listen` are not here: [`Config::listeners`] gives all.
     pub listener_tables: Vec<ListenerConfig>,
@@ -252,7 +257,7 @@ pub struct AuthConfig {
     /// Offer AUTH only after STARTTLS.
     pub require_tls: bool,
     /// `tls`: how the `imap`, `pop3` and `smtp` backends secure their connection.
-    pub tls: AuthTls,
+    pub tls: TlsMode,
     /// `tls_ca`: PEM CA certificates to trust instead of the webpki roots.
     pub tls_ca: Option<PathBuf>,
     /// `tls_server_name`: the name the backend's certificate must carry
@@ -293,9 +298,10 @@ pub struct AuthConfig {
     pub ehlo_name: String,
 }
 
-/// `[auth] tls`: the transport towards the credential backend.
+/// `[auth] tls` and `[upstream_tls] mode`: the transport towards a server
+/// relaygate is the client of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthTls {
+pub enum TlsMode {
     /// Plain TCP (only sensible on loopback or a trusted network).
     None,
     /// Plain TCP, then the protocol's STARTTLS/STLS command.

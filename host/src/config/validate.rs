@@ -10,8 +10,9 @@ use super::file::{
     default_cache_dir, default_concurrent_checks, system_hostname,
 };
 use super::{
-    AuthConfig, AuthTls, Config, DnsConfig, FailureMode, ModuleSource, PolicyConfig, PolicyMode,
-    PolicySettings, ProxyConfig, SmtpMechanism, TlsConfig, listeners, state, upstream_pool,
+    AuthConfig, Config, DnsConfig, FailureMode, ModuleSource, PolicyConfig, PolicyMode,
+    PolicySettings, ProxyConfig, SmtpMechanism, TlsConfig, TlsMode, listeners, state,
+    upstream_pool, upstream_tls,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ pub(super) fn validate(file: ConfigFile) -> (Config, Vec<String>) {
     });
     let state = state::from_section(file.state, &mut problems);
     let upstream_pool = upstream_pool::from_section(file.upstream_pool, &mut problems);
+    let upstream_tls = upstream_tls::from_section(file.upstream_tls, &mut problems);
     let listeners = listeners::from_sections(
         file.listener,
         &proxy.hostname,
@@ -51,6 +53,7 @@ pub(super) fn validate(file: ConfigFile) -> (Config, Vec<String>) {
         admin_listen: file.admin.listen,
         state,
         upstream_pool,
+        upstream_tls,
         listener_tables: listeners,
         source: None,
     };
@@ -267,9 +270,9 @@ fn auth_config(auth: AuthSection, hostname: &str, problems: &mut Vec<String>) ->
         server: auth.server,
         require_tls: auth.require_tls,
         tls: match auth.tls {
-            AuthTlsName::None => AuthTls::None,
-            AuthTlsName::Starttls => AuthTls::Starttls,
-            AuthTlsName::Implicit => AuthTls::Implicit,
+            AuthTlsName::None => TlsMode::None,
+            AuthTlsName::Starttls => TlsMode::Starttls,
+            AuthTlsName::Implicit => TlsMode::Implicit,
         },
         tls_ca: auth.tls_ca,
         tls_server_name: auth.tls_server_name,

@@ -284,7 +284,7 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuthTls, Config, SmtpMechanism};
+    use crate::config::{Config, SmtpMechanism, TlsMode};
 
     fn parse(auth: &str) -> Result<Config, String> {
         Config::parse(&format!("[auth]\n{auth}\n")).map_err(|e| e.to_string())
@@ -297,7 +297,7 @@ mod tests {
             .auth
             .unwrap();
         assert!(auth.require_tls);
-        assert_eq!(auth.tls, AuthTls::None);
+        assert_eq!(auth.tls, TlsMode::None);
         assert_eq!(auth.smtp_mechanism, SmtpMechanism::Plain);
         assert_eq!(auth.timeout, Duration::from_secs(10));
         assert_eq!(

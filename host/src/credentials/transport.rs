@@ -1,20 +1,17 @@
 //! The connection to a credential server: TCP, then TLS from the first byte
 //! or after the protocol's STARTTLS, with line-based reading.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::config::{AuthConfig, AuthTls};
+use crate::config::{AuthConfig, TlsMode};
+use crate::tls_client::{Trust, client_config, host_of};
 
 /// The longest line a credential server may send.
 const MAX_LINE: u64 = 16 * 1024;
@@ -32,7 +29,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 /// Where and how to reach the credential server.
 pub(crate) struct Connector {
     server: String,
-    mode: AuthTls,
+    mode: TlsMode,
     tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
@@ -44,22 +41,16 @@ impl Connector {
             .clone()
             .context("auth.server: required for this backend")?;
         let tls = match config.tls {
-            AuthTls::None => None,
-            AuthTls::Starttls | AuthTls::Implicit => {
-                let roots = match &config.tls_ca {
-                    Some(path) => load_roots(path)
-                        .with_context(|| format!("auth.tls_ca: {}", path.display()))?,
-                    None => RootCertStore {
-                        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-                    },
+            TlsMode::None => None,
+            TlsMode::Starttls | TlsMode::Implicit => {
+                let trust = match &config.tls_ca {
+                    Some(path) => Trust::CaFile(path),
+                    None => Trust::SystemRoots,
                 };
-                let client = ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .context("TLS protocol versions")?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+                let client = client_config(trust).with_context(|| match &config.tls_ca {
+                    Some(path) => format!("auth.tls_ca: {}", path.display()),
+                    None => "TLS towards the credential server".to_string(),
+                })?;
                 let name = config
                     .tls_server_name
                     .clone()
@@ -81,7 +72,7 @@ impl Connector {
 
     /// Whether the protocol's STARTTLS command must be used after the greeting.
     pub(crate) fn wants_starttls(&self) -> bool {
-        self.mode == AuthTls::Starttls
+        self.mode == TlsMode::Starttls
     }
 
     /// Opens a conversation; with implicit TLS, the handshake is done.
@@ -91,7 +82,7 @@ impl Connector {
             .with_context(|| format!("connecting to {}", self.server))?;
         let _ = tcp.set_nodelay(true);
         let plain = Conversation::new(Box::new(tcp));
-        if self.mode == AuthTls::Implicit {
+        if self.mode == TlsMode::Implicit {
             self.upgrade(plain).await
         } else {
             Ok(plain)
@@ -210,39 +201,9 @@ pub(crate) fn excerpt(reply: &str) -> String {
 }
 
 /// The host part of `host:port` (or `[v6]:port`).
-fn host_of(server: &str) -> String {
-    if let Ok(address) = server.parse::<SocketAddr>() {
-        return address.ip().to_string();
-    }
-    server
-        .rsplit_once(':')
-        .map_or(server, |(host, _)| host)
-        .to_string()
-}
-
-fn load_roots(path: &Path) -> anyhow::Result<RootCertStore> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).context("reading PEM certificates")? {
-        roots
-            .add(cert.context("parsing a PEM certificate")?)
-            .context("adding a CA certificate")?;
-    }
-    if roots.is_empty() {
-        bail!("no certificates found");
-    }
-    Ok(roots)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_of_handles_names_and_addresses() {
-        assert_eq!(host_of("mail.example.com:993"), "mail.example.com");
-        assert_eq!(host_of("127.0.0.1:143"), "127.0.0.1");
-        assert_eq!(host_of("[::1]:995"), "::1");
-    }
 
     #[test]
     fn excerpt_cuts_long_replies_on_a_char_boundary() {

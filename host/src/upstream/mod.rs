@@ -7,6 +7,8 @@
 
 mod pool;
 mod reply_reader;
+mod stream;
+mod tls;
 mod xclient;
 
 use crate::lazy_timeout::LazyTimeout;
@@ -17,9 +19,10 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use stream::{QuietProbe, ReadSide, WriteSide};
+pub use tls::UpstreamTls;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 pub use xclient::ClientIdentity;
 
 /// Why the upstream could not be used.
@@ -52,6 +55,14 @@ pub enum UpstreamError {
     /// The upstream answered something that is not an SMTP reply.
     #[error("upstream protocol error: {0}")]
     Protocol(String),
+    /// TLS with the upstream failed: the handshake, or its certificate did
+    /// not verify.
+    #[error("TLS with the upstream failed: {0}")]
+    Tls(String),
+    /// `[upstream_tls]` requires STARTTLS and the upstream does not offer it
+    /// (or refused it).
+    #[error("upstream does not offer STARTTLS ({0}), which [upstream_tls] requires")]
+    TlsUnavailable(String),
 }
 
 /// Where the upstream is and how to talk to it.
@@ -65,6 +76,8 @@ pub struct UpstreamSettings {
     pub timeout: Duration,
     /// Learned capabilities shared with new sessions (SMTPUTF8 offered).
     pub smtputf8: Arc<AtomicBool>,
+    /// TLS towards the upstream; none for plain SMTP.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// What the upstream said it supports in its EHLO reply.
@@ -73,6 +86,7 @@ pub struct UpstreamCapabilities {
     size: bool,
     eightbitmime: bool,
     smtputf8: bool,
+    starttls: bool,
     xclient: Vec<String>,
 }
 
@@ -86,6 +100,7 @@ impl UpstreamCapabilities {
                 "SIZE" => caps.size = true,
                 "8BITMIME" => caps.eightbitmime = true,
                 "SMTPUTF8" => caps.smtputf8 = true,
+                "STARTTLS" => caps.starttls = true,
                 "XCLIENT" => caps.xclient = words.map(|w| w.to_ascii_uppercase()).collect(),
                 _ => {}
             }
@@ -96,8 +111,10 @@ impl UpstreamCapabilities {
 
 /// An open connection to the upstream, between transactions or inside one.
 pub struct Upstream {
-    reader: ReplyReader<OwnedReadHalf>,
-    writer: BufWriter<OwnedWriteHalf>,
+    reader: ReplyReader<ReadSide>,
+    writer: BufWriter<WriteSide>,
+    /// Peeks at the socket under either kind of stream.
+    probe: QuietProbe,
     capabilities: UpstreamCapabilities,
     timeout: Duration,
     /// One timer for every wait on this connection.
@@ -205,11 +222,7 @@ impl Upstream {
     /// not closed: a quiet idle connection. Data or end-of-stream here
     /// means it timed the connection out or is going away.
     pub(crate) fn is_quiet(&self) -> bool {
-        self.reader.is_drained()
-            && matches!(
-                self.reader.get_ref().try_read(&mut [0u8; 1]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock
-            )
+        self.reader.is_drained() && self.probe.is_quiet()
     }
 
     /// How long ago the connection was opened.
@@ -228,7 +241,9 @@ impl Upstream {
         Ok(())
     }
 
-    /// Connect, read the greeting and EHLO; record what the upstream offers.
+    /// Connect (with TLS from the first byte where configured), read the
+    /// greeting and EHLO, run STARTTLS where configured; record what the
+    /// upstream offers.
     async fn connect(settings: &UpstreamSettings) -> Result<Self, UpstreamError> {
         let stream = tokio::time::timeout(settings.timeout, TcpStream::connect(&settings.addr))
             .await
@@ -238,12 +253,88 @@ impl Upstream {
                 source,
             })?;
         stream.set_nodelay(true)?;
-        let (read, write) = stream.into_split();
-        let mut upstream = Self {
+        let probe = QuietProbe::of(&stream)?;
+        let (read, write) = match settings.tls.as_deref() {
+            Some(tls) if tls.implicit => stream::tls(Self::handshake(settings, tls, stream).await?),
+            _ => stream::plain(stream),
+        };
+        let mut upstream = Self::over(read, write, probe, settings.timeout);
+        upstream.greeting_and_ehlo(&settings.hostname).await?;
+        if let Some(tls) = settings.tls.as_deref().filter(|tls| !tls.implicit) {
+            upstream = upstream.starttls(settings, tls).await?;
+        }
+        settings
+            .smtputf8
+            .store(upstream.capabilities.smtputf8, Ordering::Relaxed);
+        Ok(upstream)
+    }
+
+    /// The TLS handshake within the upstream timeout.
+    async fn handshake(
+        settings: &UpstreamSettings,
+        tls: &UpstreamTls,
+        stream: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
+        tokio::time::timeout(settings.timeout, tls.handshake(stream))
+            .await
+            .map_err(|_| UpstreamError::Timeout)?
+    }
+
+    /// STARTTLS, the handshake and EHLO again; an upstream that does not
+    /// offer STARTTLS is refused when TLS is required, used in clear
+    /// otherwise.
+    async fn starttls(
+        mut self,
+        settings: &UpstreamSettings,
+        tls: &UpstreamTls,
+    ) -> Result<Self, UpstreamError> {
+        if !self.capabilities.starttls {
+            if tls.required {
+                return Err(UpstreamError::TlsUnavailable(
+                    "not in its EHLO reply".to_string(),
+                ));
+            }
+            tracing::debug!(upstream = %settings.addr, "upstream offers no STARTTLS; sending in clear");
+            return Ok(self);
+        }
+        let reply = self.command("STARTTLS").await?;
+        if reply.code() != 220 {
+            if tls.required {
+                return Err(UpstreamError::TlsUnavailable(format!(
+                    "it answered {reply}"
+                )));
+            }
+            tracing::warn!(upstream = %settings.addr, reply = %reply, "upstream refused STARTTLS; sending in clear");
+            return Ok(self);
+        }
+        if !self.reader.is_drained() {
+            return Err(UpstreamError::Protocol(
+                "data after the 220 to STARTTLS (possible injection)".to_string(),
+            ));
+        }
+        let Self {
+            reader,
+            writer,
+            probe,
+            timeout,
+            ..
+        } = self;
+        let stream = stream::reunite(reader.into_inner(), writer.into_inner())
+            .ok_or_else(|| UpstreamError::Protocol("STARTTLS on a TLS connection".to_string()))?;
+        let (read, write) = stream::tls(Self::handshake(settings, tls, stream).await?);
+        let mut secured = Self::over(read, write, probe, timeout);
+        secured.ehlo(&settings.hostname).await?;
+        Ok(secured)
+    }
+
+    /// A connection over `read` and `write`, nothing said yet.
+    fn over(read: ReadSide, write: WriteSide, probe: QuietProbe, timeout: Duration) -> Self {
+        Self {
             reader: ReplyReader::new(read),
             writer: BufWriter::with_capacity(64 * 1024, write),
+            probe,
             capabilities: UpstreamCapabilities::default(),
-            timeout: settings.timeout,
+            timeout,
             waits: LazyTimeout::new(),
             in_transaction: false,
             in_data: false,
@@ -253,12 +344,7 @@ impl Upstream {
             messages: 0,
             carried_login: false,
             xclient_refused: false,
-        };
-        upstream.greeting_and_ehlo(&settings.hostname).await?;
-        settings
-            .smtputf8
-            .store(upstream.capabilities.smtputf8, Ordering::Relaxed);
-        Ok(upstream)
+        }
     }
 
     async fn greeting_and_ehlo(&mut self, hostname: &str) -> Result<(), UpstreamError> {

@@ -30,9 +30,10 @@ impl<R: AsyncRead + Unpin> ReplyReader<R> {
         self.reader.buffer().is_empty()
     }
 
-    /// The stream underneath.
-    pub fn get_ref(&self) -> &R {
-        self.reader.get_ref()
+    /// The stream underneath (anything read ahead is lost: check
+    /// [`ReplyReader::is_drained`] first).
+    pub fn into_inner(self) -> R {
+        self.reader.into_inner()
     }
 
     /// Read one (possibly multi-line) reply.
