@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::policy::{Chains, InstancePool, LoadedPolicy, PolicyEngine, load_chains};
 use crate::reload::Reloader;
 use crate::session::SessionLimits;
-use crate::upstream::{Upstream, UpstreamPool, UpstreamSettings, UpstreamTls};
+use crate::upstream::{Servers, Upstream, UpstreamPool, UpstreamSettings, UpstreamTls};
 use crate::{admin, watch};
 use anyhow::Context;
 use std::future::Future;
@@ -137,11 +137,18 @@ impl App {
             dns: Some(dns.clone()),
             upstream: UpstreamPool::start(
                 UpstreamSettings {
-                    addr: proxy.upstream.clone(),
+                    servers: Arc::new(Servers::new(
+                        std::iter::once(proxy.upstream.clone())
+                            .chain(proxy.upstream_fallbacks.iter().cloned())
+                            .collect(),
+                        proxy.upstream_back_off,
+                        metrics.clone(),
+                    )),
                     hostname: proxy.hostname.clone(),
                     timeout: proxy.upstream_timeout,
                     smtputf8: Arc::new(AtomicBool::new(false)),
-                    tls: UpstreamTls::from_config(&config.upstream_tls, &proxy.upstream)?,
+                    tls: UpstreamTls::from_config(&config.upstream_tls)?,
+                    health_interval: proxy.upstream_health_interval,
                 },
                 config.upstream_pool.clone(),
                 metrics.clone(),
@@ -195,8 +202,11 @@ impl App {
         let pool = self.state.upstream.clone();
         let probe_settings = pool.settings().clone();
         tokio::spawn(async move {
-            if let Err(e) = Upstream::probe(&probe_settings).await {
-                tracing::warn!("upstream {} not reachable yet: {e}", probe_settings.addr);
+            for server in 0..probe_settings.servers.len() {
+                if let Err(e) = Upstream::probe(&probe_settings, server).await {
+                    let addr = probe_settings.servers.addr(server);
+                    tracing::warn!("upstream {addr} not reachable yet: {e}");
+                }
             }
         });
         let watcher = watch::spawn(self.reloader.clone());

@@ -59,6 +59,14 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// The `upstream` label: a configured upstream server's `host:port`
+/// (bounded by the config).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabel {
+    /// The server, as configured.
+    pub upstream: String,
+}
+
 /// The `listener` label: a configured listener's name (bounded by the
 /// config, never a client's address).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -96,6 +104,13 @@ pub struct Metrics {
     pub upstream_pool_discards: Family<ReasonLabel, Counter>,
     /// Upstream connections kept idle in the pool now.
     pub upstream_pool_idle: Gauge,
+    /// Each upstream server: 1 while it is taking mail, 0 while it is
+    /// skipped after failing to connect or greet.
+    pub upstream_up: Family<UpstreamLabel, Gauge>,
+    /// Times each upstream server was marked down.
+    pub upstream_marked_down: Family<UpstreamLabel, Counter>,
+    /// Connections opened to each upstream server.
+    pub upstream_server_connections: Family<UpstreamLabel, Counter>,
     /// Reloads by result (ok, failed).
     pub reloads: Family<KindLabel, Counter>,
     /// Failed SMTP AUTH attempts.
@@ -148,6 +163,9 @@ impl Default for Metrics {
             upstream_connections: Family::default(),
             upstream_pool_discards: Family::default(),
             upstream_pool_idle: Gauge::default(),
+            upstream_up: Family::default(),
+            upstream_marked_down: Family::default(),
+            upstream_server_connections: Family::default(),
             reloads: Family::default(),
             auth_failures: Counter::default(),
             auth_throttled: Counter::default(),
@@ -217,6 +235,21 @@ impl Default for Metrics {
             "upstream_pool_idle",
             "Upstream connections kept idle in the pool",
             metrics.upstream_pool_idle.clone(),
+        );
+        catalogue.add(
+            "upstream_up",
+            "Each upstream server: 1 while it takes mail, 0 while it is skipped after failing",
+            metrics.upstream_up.clone(),
+        );
+        catalogue.add(
+            "upstream_marked_down",
+            "Times each upstream server was marked down (failed to connect, greet or secure)",
+            metrics.upstream_marked_down.clone(),
+        );
+        catalogue.add(
+            "upstream_server_connections",
+            "Connections opened to each upstream server",
+            metrics.upstream_server_connections.clone(),
         );
         catalogue.add(
             "reloads",

@@ -27,9 +27,13 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         );
     }
     // The CA file and name must make a TLS client, as they will at start.
-    UpstreamTls::from_config(&config.upstream_tls, &config.proxy.upstream)?;
+    UpstreamTls::from_config(&config.upstream_tls)?;
+    let fallbacks = match config.proxy.upstream_fallbacks.as_slice() {
+        [] => String::new(),
+        list => format!(" (then {})", list.join(", ")),
+    };
     println!(
-        "upstream:  {}{}",
+        "upstream:  {}{fallbacks}{}",
         config.proxy.upstream,
         config.upstream_tls.describe()
     );

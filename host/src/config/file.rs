@@ -86,6 +86,17 @@ pub struct ProxySection {
     pub proxy_protocol_listen: Vec<SocketAddr>,
     /// The existing mail server, `host:port`.
     pub upstream: String,
+    /// More mail servers, `host:port`, tried in this order when `upstream`
+    /// (and each one before) does not answer.
+    pub upstream_fallbacks: Vec<String>,
+    /// How long an upstream that failed to connect or greet is skipped
+    /// (unless every one is down).
+    #[serde(with = "humantime_serde")]
+    pub upstream_back_off: Duration,
+    /// How often upstreams marked down are probed, so that one that recovers
+    /// takes mail again before its back-off ends.
+    #[serde(with = "humantime_serde")]
+    pub upstream_health_interval: Duration,
     /// Our name in the greeting and EHLO. Default: this machine's host name
     /// ([`system_hostname`]).
     pub hostname: Option<String>,
@@ -143,6 +154,9 @@ impl Default for ProxySection {
             listen: None,
             proxy_protocol_listen: Vec::new(),
             upstream: DEFAULT_UPSTREAM.to_string(),
+            upstream_fallbacks: Vec::new(),
+            upstream_back_off: Duration::from_secs(30),
+            upstream_health_interval: Duration::from_secs(5),
             hostname: None,
             max_message_size: 35_882_577,
             max_recipients: 100,

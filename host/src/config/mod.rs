@@ -89,6 +89,12 @@ pub struct ProxyConfig {
     pub proxy_protocol_listen: Vec<SocketAddr>,
     /// The upstream mail server, `host:port`.
     pub upstream: String,
+    /// More mail servers, tried in order when the ones before do not answer.
+    pub upstream_fallbacks: Vec<String>,
+    /// How long a server that did not answer is skipped.
+    pub upstream_back_off: Duration,
+    /// How often servers marked down are probed.
+    pub upstream_health_interval: Duration,
     /// Our name in the greeting and EHLO.
     pub hostname: String,
     /// SIZE limit in bytes; larger messages are refused.

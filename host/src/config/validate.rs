@@ -70,6 +70,19 @@ impl Config {
         if let Err(why) = check_host_port(&self.proxy.upstream) {
             problems.push(format!("proxy.upstream: {:?} {why}", self.proxy.upstream));
         }
+        for (at, fallback) in self.proxy.upstream_fallbacks.iter().enumerate() {
+            if let Err(why) = check_host_port(fallback) {
+                problems.push(format!(
+                    "proxy.upstream_fallbacks[{at}]: {fallback:?} {why}"
+                ));
+            } else if *fallback == self.proxy.upstream
+                || self.proxy.upstream_fallbacks[..at].contains(fallback)
+            {
+                problems.push(format!(
+                    "proxy.upstream_fallbacks[{at}]: {fallback:?} is listed twice"
+                ));
+            }
+        }
         problems
     }
 }
@@ -124,6 +137,8 @@ fn proxy_config(
         ("command_timeout", proxy.command_timeout),
         ("data_timeout", proxy.data_timeout),
         ("upstream_timeout", proxy.upstream_timeout),
+        ("upstream_back_off", proxy.upstream_back_off),
+        ("upstream_health_interval", proxy.upstream_health_interval),
         ("shutdown_grace", proxy.shutdown_grace),
         ("max_session_duration", proxy.max_session_duration),
     ] {
@@ -141,6 +156,9 @@ fn proxy_config(
         }),
         proxy_protocol_listen: proxy.proxy_protocol_listen,
         upstream: proxy.upstream,
+        upstream_fallbacks: proxy.upstream_fallbacks,
+        upstream_back_off: proxy.upstream_back_off,
+        upstream_health_interval: proxy.upstream_health_interval,
         hostname,
         max_message_size: proxy.max_message_size,
         max_recipients: proxy.max_recipients,

@@ -7,6 +7,7 @@
 
 mod pool;
 mod reply_reader;
+mod servers;
 mod stream;
 mod tls;
 mod xclient;
@@ -15,6 +16,7 @@ use crate::lazy_timeout::LazyTimeout;
 use crate::smtp::{Param, Reply};
 pub use pool::UpstreamPool;
 use reply_reader::ReplyReader;
+pub use servers::Servers;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,8 +70,8 @@ pub enum UpstreamError {
 /// Where the upstream is and how to talk to it.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
-    /// `host:port`.
-    pub addr: String,
+    /// The servers, preferred first, and which are down.
+    pub servers: Arc<Servers>,
     /// Our name in EHLO.
     pub hostname: String,
     /// Timeout for each reply.
@@ -78,6 +80,8 @@ pub struct UpstreamSettings {
     pub smtputf8: Arc<AtomicBool>,
     /// TLS towards the upstream; none for plain SMTP.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// How often servers marked down are probed.
+    pub health_interval: Duration,
 }
 
 /// What the upstream said it supports in its EHLO reply.
@@ -111,6 +115,8 @@ impl UpstreamCapabilities {
 
 /// An open connection to the upstream, between transactions or inside one.
 pub struct Upstream {
+    /// Which of [`UpstreamSettings::servers`] this is connected to.
+    server: usize,
     reader: ReplyReader<ReadSide>,
     writer: BufWriter<WriteSide>,
     /// Peeks at the socket under either kind of stream.
@@ -139,20 +145,18 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Connect, read the greeting, EHLO, and introduce the client with
-    /// XCLIENT when offered.
-    pub async fn open(
+    /// On a connection no client used yet: XCLIENT where offered. A refusal
+    /// leaves the upstream seeing the proxy as the client.
+    pub(crate) async fn introduce_first(
+        &mut self,
         settings: &UpstreamSettings,
         client: &ClientIdentity,
-    ) -> Result<Self, UpstreamError> {
-        let mut upstream = Self::connect(settings).await?;
-        if !upstream.capabilities.xclient.is_empty()
-            && !upstream.introduce(settings, client).await?
-        {
-            tracing::warn!(upstream = %settings.addr, "upstream refused XCLIENT; it sees the proxy as the client");
-            upstream.xclient_refused = true;
+    ) -> Result<(), UpstreamError> {
+        if !self.capabilities.xclient.is_empty() && !self.introduce(settings, client).await? {
+            tracing::warn!(upstream = %settings.servers.addr(self.server), "upstream refused XCLIENT; it sees the proxy as the client");
+            self.xclient_refused = true;
         }
-        Ok(upstream)
+        Ok(())
     }
 
     /// Hand a connection another session used to `client`: a new XCLIENT
@@ -225,6 +229,11 @@ impl Upstream {
         self.reader.is_drained() && self.probe.is_quiet()
     }
 
+    /// Which of [`UpstreamSettings::servers`] this is connected to.
+    pub(crate) fn server(&self) -> usize {
+        self.server
+    }
+
     /// How long ago the connection was opened.
     pub(crate) fn age(&self) -> Duration {
         self.opened_at.elapsed()
@@ -236,32 +245,38 @@ impl Upstream {
     }
 
     /// Learn the upstream's capabilities with a short probe session.
-    pub async fn probe(settings: &UpstreamSettings) -> Result<(), UpstreamError> {
-        Self::connect(settings).await?.quit().await;
+    pub async fn probe(settings: &UpstreamSettings, server: usize) -> Result<(), UpstreamError> {
+        Self::connect(settings, server).await?.quit().await;
         Ok(())
     }
 
     /// Connect (with TLS from the first byte where configured), read the
     /// greeting and EHLO, run STARTTLS where configured; record what the
     /// upstream offers.
-    async fn connect(settings: &UpstreamSettings) -> Result<Self, UpstreamError> {
-        let stream = tokio::time::timeout(settings.timeout, TcpStream::connect(&settings.addr))
+    pub(crate) async fn connect(
+        settings: &UpstreamSettings,
+        server: usize,
+    ) -> Result<Self, UpstreamError> {
+        let addr = settings.servers.addr(server);
+        let stream = tokio::time::timeout(settings.timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| UpstreamError::Timeout)?
             .map_err(|source| UpstreamError::Connect {
-                addr: settings.addr.clone(),
+                addr: addr.to_string(),
                 source,
             })?;
         stream.set_nodelay(true)?;
         let probe = QuietProbe::of(&stream)?;
         let (read, write) = match settings.tls.as_deref() {
-            Some(tls) if tls.implicit => stream::tls(Self::handshake(settings, tls, stream).await?),
+            Some(tls) if tls.implicit => {
+                stream::tls(Self::handshake(settings, tls, addr, stream).await?)
+            }
             _ => stream::plain(stream),
         };
-        let mut upstream = Self::over(read, write, probe, settings.timeout);
+        let mut upstream = Self::over(server, read, write, probe, settings.timeout);
         upstream.greeting_and_ehlo(&settings.hostname).await?;
         if let Some(tls) = settings.tls.as_deref().filter(|tls| !tls.implicit) {
-            upstream = upstream.starttls(settings, tls).await?;
+            upstream = upstream.starttls(settings, tls, addr).await?;
         }
         settings
             .smtputf8
@@ -273,9 +288,10 @@ impl Upstream {
     async fn handshake(
         settings: &UpstreamSettings,
         tls: &UpstreamTls,
+        addr: &str,
         stream: TcpStream,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
-        tokio::time::timeout(settings.timeout, tls.handshake(stream))
+        tokio::time::timeout(settings.timeout, tls.handshake(addr, stream))
             .await
             .map_err(|_| UpstreamError::Timeout)?
     }
@@ -287,6 +303,7 @@ impl Upstream {
         mut self,
         settings: &UpstreamSettings,
         tls: &UpstreamTls,
+        addr: &str,
     ) -> Result<Self, UpstreamError> {
         if !self.capabilities.starttls {
             if tls.required {
@@ -294,7 +311,7 @@ impl Upstream {
                     "not in its EHLO reply".to_string(),
                 ));
             }
-            tracing::debug!(upstream = %settings.addr, "upstream offers no STARTTLS; sending in clear");
+            tracing::debug!(upstream = %addr, "upstream offers no STARTTLS; sending in clear");
             return Ok(self);
         }
         let reply = self.command("STARTTLS").await?;
@@ -304,7 +321,7 @@ impl Upstream {
                     "it answered {reply}"
                 )));
             }
-            tracing::warn!(upstream = %settings.addr, reply = %reply, "upstream refused STARTTLS; sending in clear");
+            tracing::warn!(upstream = %addr, reply = %reply, "upstream refused STARTTLS; sending in clear");
             return Ok(self);
         }
         if !self.reader.is_drained() {
@@ -313,6 +330,7 @@ impl Upstream {
             ));
         }
         let Self {
+            server,
             reader,
             writer,
             probe,
@@ -321,15 +339,22 @@ impl Upstream {
         } = self;
         let stream = stream::reunite(reader.into_inner(), writer.into_inner())
             .ok_or_else(|| UpstreamError::Protocol("STARTTLS on a TLS connection".to_string()))?;
-        let (read, write) = stream::tls(Self::handshake(settings, tls, stream).await?);
-        let mut secured = Self::over(read, write, probe, timeout);
+        let (read, write) = stream::tls(Self::handshake(settings, tls, addr, stream).await?);
+        let mut secured = Self::over(server, read, write, probe, timeout);
         secured.ehlo(&settings.hostname).await?;
         Ok(secured)
     }
 
     /// A connection over `read` and `write`, nothing said yet.
-    fn over(read: ReadSide, write: WriteSide, probe: QuietProbe, timeout: Duration) -> Self {
+    fn over(
+        server: usize,
+        read: ReadSide,
+        write: WriteSide,
+        probe: QuietProbe,
+        timeout: Duration,
+    ) -> Self {
         Self {
+            server,
             reader: ReplyReader::new(read),
             writer: BufWriter::with_capacity(64 * 1024, write),
             probe,

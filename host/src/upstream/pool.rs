@@ -92,6 +92,7 @@ impl UpstreamPool {
         if pool.config.enabled {
             tokio::spawn(sweep_until_dropped(Arc::downgrade(&pool)));
         }
+        tokio::spawn(check_health_until_dropped(Arc::downgrade(&pool)));
         pool
     }
 
@@ -103,8 +104,9 @@ impl UpstreamPool {
     /// A connection introduced as `client`: a kept one where one is usable,
     /// a fresh one otherwise.
     pub async fn connect(&self, client: &ClientIdentity) -> Result<Upstream, UpstreamError> {
+        let preferred = self.settings.servers.preferred();
         for _ in 0..REUSE_ATTEMPTS {
-            let Some(mut upstream) = self.take_idle() else {
+            let Some(mut upstream) = self.take_idle(preferred) else {
                 break;
             };
             let limit = REUSE_REPLY_TIMEOUT.min(self.settings.timeout);
@@ -128,9 +130,33 @@ impl UpstreamPool {
                 }
             }
         }
-        let upstream = Upstream::open(&self.settings, client).await?;
-        self.metrics.upstream_connection("opened");
+        let mut upstream = self.open_fresh().await?;
+        upstream.introduce_first(&self.settings, client).await?;
         Ok(upstream)
+    }
+
+    /// A new connection to the first server that answers, in order of
+    /// preference; each that does not is marked down. The error is the
+    /// last server's when none answers.
+    async fn open_fresh(&self) -> Result<Upstream, UpstreamError> {
+        let servers = &self.settings.servers;
+        let mut last = None;
+        for server in servers.order() {
+            match Upstream::connect(&self.settings, server).await {
+                Ok(upstream) => {
+                    servers.mark_up(server);
+                    servers.opened(server);
+                    self.metrics.upstream_connection("opened");
+                    return Ok(upstream);
+                }
+                Err(error) => {
+                    tracing::warn!(upstream = %servers.addr(server), "upstream marked down: {error}");
+                    servers.mark_down(server);
+                    last = Some(error);
+                }
+            }
+        }
+        Err(last.unwrap_or(UpstreamError::Closed(None)))
     }
 
     /// Take back a connection whose session is done with it: kept when it
@@ -203,24 +229,34 @@ impl UpstreamPool {
         }
     }
 
-    /// The most recently kept usable connection; the unusable ones met on
-    /// the way are closed.
-    fn take_idle(&self) -> Option<Upstream> {
+    /// The most recently kept usable connection to `server` (kept ones to
+    /// other servers wait for their turn or their idle time); the unusable
+    /// ones met on the way are closed.
+    fn take_idle(&self, server: usize) -> Option<Upstream> {
         if !self.config.enabled {
             return None;
         }
         let mut unusable = Vec::new();
         let found = {
             let mut idle = self.lock();
-            let found = loop {
-                let Some(entry) = idle.pop_back() else {
-                    break None;
+            let mut found = None;
+            let mut index = idle.len();
+            while index > 0 {
+                index -= 1;
+                if idle[index].upstream.server() != server {
+                    continue;
+                }
+                let Some(entry) = idle.remove(index) else {
+                    break;
                 };
                 match self.why_unusable(&entry) {
-                    None => break Some(entry.upstream),
+                    None => {
+                        found = Some(entry.upstream);
+                        break;
+                    }
                     Some(reason) => unusable.push((entry.upstream, reason)),
                 }
-            };
+            }
             self.metrics.upstream_pool_idle.set(idle.len() as i64);
             found
         };
@@ -290,6 +326,31 @@ async fn sweep_until_dropped(pool: Weak<UpstreamPool>) {
         match pool.upgrade() {
             Some(pool) => pool.sweep(),
             None => return,
+        }
+    }
+}
+
+/// Every `health_interval`, probe the servers marked down (connect, greet,
+/// EHLO, QUIT): one that answers takes mail again at once. Ends with the
+/// pool.
+async fn check_health_until_dropped(pool: Weak<UpstreamPool>) {
+    let period = match pool.upgrade() {
+        Some(pool) => pool.settings.health_interval,
+        None => return,
+    };
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let settings = &pool.settings;
+        for server in settings.servers.down() {
+            if Upstream::probe(settings, server).await.is_ok() {
+                settings.servers.mark_up(server);
+            }
         }
     }
 }

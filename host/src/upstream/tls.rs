@@ -18,7 +18,8 @@ pub struct UpstreamTls {
     /// With STARTTLS: an upstream that does not offer it is refused.
     pub required: bool,
     connector: TlsConnector,
-    name: ServerName<'static>,
+    /// `[upstream_tls] server_name`; none: each server's own host.
+    name: Option<ServerName<'static>>,
 }
 
 impl std::fmt::Debug for UpstreamTls {
@@ -32,16 +33,12 @@ impl std::fmt::Debug for UpstreamTls {
 }
 
 impl UpstreamTls {
-    /// From `[upstream_tls]` for the upstream `host:port`; none with
-    /// `mode = "none"`.
+    /// From `[upstream_tls]`; none with `mode = "none"`.
     ///
     /// # Errors
     /// When the CA file cannot be used or the name is not one a certificate
     /// can carry; each error names its key.
-    pub fn from_config(
-        config: &UpstreamTlsConfig,
-        upstream: &str,
-    ) -> anyhow::Result<Option<Arc<Self>>> {
+    pub fn from_config(config: &UpstreamTlsConfig) -> anyhow::Result<Option<Arc<Self>>> {
         let implicit = match config.mode {
             TlsMode::None => return Ok(None),
             TlsMode::Starttls => false,
@@ -56,13 +53,14 @@ impl UpstreamTls {
             Some(ca) => format!("upstream_tls.ca: {}", ca.display()),
             None => "upstream_tls".to_string(),
         })?;
-        let name = config
-            .server_name
-            .clone()
-            .unwrap_or_else(|| host_of(upstream));
-        let name = ServerName::try_from(name.clone()).map_err(|_| {
-            anyhow::anyhow!("upstream_tls.server_name: {name:?} is not a DNS name or IP address")
-        })?;
+        let name = match &config.server_name {
+            Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
+                anyhow::anyhow!(
+                    "upstream_tls.server_name: {name:?} is not a DNS name or IP address"
+                )
+            })?),
+            None => None,
+        };
         Ok(Some(Arc::new(Self {
             implicit,
             required: config.required,
@@ -71,13 +69,23 @@ impl UpstreamTls {
         })))
     }
 
-    /// The TLS handshake on `stream`, the certificate verified.
+    /// The TLS handshake with the server at `addr` (`host:port`) on
+    /// `stream`, the certificate verified for `server_name` or that host.
     pub async fn handshake(
         &self,
+        addr: &str,
         stream: TcpStream,
     ) -> Result<TlsStream<TcpStream>, UpstreamError> {
+        let name = match &self.name {
+            Some(name) => name.clone(),
+            None => ServerName::try_from(host_of(addr)).map_err(|_| {
+                UpstreamError::Tls(format!(
+                    "{addr:?} names no host a certificate can carry; set upstream_tls.server_name"
+                ))
+            })?,
+        };
         self.connector
-            .connect(self.name.clone(), stream)
+            .connect(name, stream)
             .await
             .map_err(|e| UpstreamError::Tls(e.to_string()))
     }
