@@ -51,20 +51,16 @@ async fn closed_port() -> SocketAddr {
 
 /// One message; the replies to MAIL and to the end of data.
 async fn send(proxy: &TestProxy, subject: &str) -> (u16, Option<u16>) {
-    let mut c = SmtpClient::connect_from("127.0.0.2".parse().unwrap(), proxy.addr())
-        .await
-        .unwrap();
-    c.read_reply().await.unwrap();
-    c.ehlo("client.test").await.unwrap();
-    let sent = c
-        .send_message(
-            "sender@example.com",
-            &["bob@example.com"],
-            format!("Subject: {subject}\r\n\r\nhello\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    c.quit().await.unwrap();
+    let sent = SmtpClient::one_message_session(
+        "127.0.0.2".parse().unwrap(),
+        proxy.addr(),
+        "client.test",
+        "sender@example.com",
+        &["bob@example.com"],
+        format!("Subject: {subject}\r\n\r\nhello\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     (sent.mail.code, sent.end.map(|end| end.code))
 }
 

@@ -179,20 +179,16 @@ async fn proxy(upstream: SocketAddr, upstream_tls: &str) -> TestProxy {
 /// command that opens the upstream connection), then 250 after the data
 /// when MAIL was accepted.
 async fn send(proxy: &TestProxy) -> (u16, Option<u16>) {
-    let mut c = SmtpClient::connect_from("127.0.0.2".parse().unwrap(), proxy.addr())
-        .await
-        .unwrap();
-    c.read_reply().await.unwrap();
-    c.ehlo("client.test").await.unwrap();
-    let sent = c
-        .send_message(
-            "sender@example.com",
-            &["bob@example.com"],
-            b"Subject: tls\r\n\r\nhello\r\n",
-        )
-        .await
-        .unwrap();
-    c.quit().await.unwrap();
+    let sent = SmtpClient::one_message_session(
+        "127.0.0.2".parse().unwrap(),
+        proxy.addr(),
+        "client.test",
+        "sender@example.com",
+        &["bob@example.com"],
+        b"Subject: tls\r\n\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
     (sent.mail.code, sent.end.map(|end| end.code))
 }
 

@@ -580,6 +580,27 @@ impl SmtpClient {
         Ok(transaction)
     }
 
+    /// A whole session from `local`: greeting, `EHLO helo`, one message as
+    /// [`SmtpClient::send_message`] sends it, QUIT.
+    ///
+    /// # Errors
+    /// When the connection fails or a reply does not arrive in time.
+    pub async fn one_message_session(
+        local: IpAddr,
+        server: SocketAddr,
+        helo: &str,
+        from: &str,
+        rcpts: &[&str],
+        content: &[u8],
+    ) -> anyhow::Result<Transaction> {
+        let mut client = Self::connect_from(local, server).await?;
+        client.read_reply().await?;
+        client.ehlo(helo).await?;
+        let transaction = client.send_message(from, rcpts, content).await?;
+        client.quit().await?;
+        Ok(transaction)
+    }
+
     /// `MAIL FROM:<from>`, `RCPT TO:<rcpt>` and `DATA`, each expected to be
     /// accepted: the client is then to send the message content.
     ///
