@@ -4,11 +4,14 @@
 //! client's); a transaction left open is reset before the next client; the
 //! pool's limits (messages, idle time, idle count) close connections as
 //! configured; a kept connection the upstream closed is replaced without the
-//! client noticing; and `enabled = false` opens one connection per session.
+//! client noticing; `enabled = false` opens one connection per session; and a
+//! real Postfix records each of many interleaved clients as itself.
 
 use relaygate_tests::admin;
 use relaygate_tests::client::SmtpClient;
+use relaygate_tests::postfix::Postfix;
 use relaygate_tests::proxy::TestProxy;
+use relaygate_tests::tools::{REQUIRE_TOOLS_ENV, require_tool};
 use relaygate_tests::upstream::{Extension, RecordingUpstream, UpstreamBehaviour};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -548,4 +551,63 @@ async fn a_kept_connection_that_no_longer_answers_is_given_up_for_a_fresh_one() 
     assert_eq!(opened(&proxy).await, 2);
     assert_eq!(reused(&proxy).await, 0);
     assert_eq!(connections.load(Ordering::SeqCst), 3, "the probe and two");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_real_postfix_records_each_interleaved_client_as_itself() {
+    let Some(binary) = require_tool("postfix") else {
+        return;
+    };
+    let postfix = match Postfix::start(&binary).await {
+        Ok(postfix) => postfix,
+        Err(e) if std::env::var(REQUIRE_TOOLS_ENV).is_ok_and(|v| v == "1") => {
+            panic!("a private Postfix did not start: {e:#}")
+        }
+        Err(e) => {
+            eprintln!("skipping: {e:#}");
+            return;
+        }
+    };
+    let (proxy, _dir) = proxy_for(postfix.addr(), "max_idle = 4").await;
+    const CLIENTS: usize = 8;
+    const ROUNDS: usize = 3;
+    let addr = proxy.addr();
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        tasks.push(tokio::spawn(async move {
+            let from: IpAddr = format!("127.0.0.{}", 40 + client).parse().unwrap();
+            let mut expected = Vec::new();
+            for round in 0..ROUNDS {
+                let login = (client + round) % 3 == 0;
+                let helo = format!("c{client}-r{round}.test");
+                let subject = format!("postfix c{client} r{round}");
+                let local = one_message(addr, from, &helo, login, &subject).await;
+                expected.push((subject, local.ip(), helo, login));
+            }
+            expected
+        }));
+    }
+    let mut expected = Vec::new();
+    for task in tasks {
+        expected.extend(task.await.unwrap());
+    }
+    let held = postfix.held(CLIENTS * ROUNDS, WAIT).await.unwrap();
+    let received: BTreeMap<String, String> = held
+        .into_iter()
+        .map(|message| (message.subject, message.received))
+        .collect();
+    assert_eq!(received.len(), CLIENTS * ROUNDS, "each message once");
+    for (subject, ip, helo, login) in expected {
+        let header = &received[&subject];
+        assert!(
+            header.starts_with(&format!("from {helo} (")) && header.contains(&format!("[{ip}])")),
+            "{subject}: Postfix recorded {header:?}"
+        );
+        assert_eq!(
+            header.contains(&format!("(Authenticated sender: {USER})")),
+            login,
+            "{subject}: Postfix recorded {header:?}"
+        );
+    }
+    assert!(reused(&proxy).await > 0, "sessions took kept connections");
 }

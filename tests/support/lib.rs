@@ -17,6 +17,8 @@
 //! - [`client`]: a minimal SMTP client that can connect from any `127.0.0.x` address and
 //!   never waits for a reply longer than its read timeout.
 //! - [`logs`]: relaygate's log events captured in memory as JSON lines.
+//! - [`postfix`]: a real Postfix (`smtpd` with XCLIENT) from a private configuration,
+//!   holding every message it accepts so a test reads what it recorded; needs root.
 //! - [`policies`]: the variants under `policies/`, built from source when a test asks.
 //! - [`proxy`]: relaygate itself, in-process on a loopback port, stopped when dropped.
 //! - [`redis`]: a real `redis-server` child on a loopback port, killed when dropped and
@@ -31,6 +33,7 @@ pub mod dns;
 pub mod dovecot;
 pub mod logs;
 pub mod policies;
+pub mod postfix;
 pub mod proxy;
 pub mod redis;
 pub mod tools;
