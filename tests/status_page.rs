@@ -141,6 +141,12 @@ async fn the_status_page_says_what_serves_what_changed_and_why_mail_was_refused(
         "127.0.0.20:",
         "sessions open now",
         "rates appear 10 s after start",
+        "<h2>Upstream servers</h2>",
+        &format!(
+            "<code>{}</code></td><td><span class=\"ok\">taking mail",
+            upstream.addr()
+        ),
+        "connection pool: ",
     ] {
         assert!(
             page.contains(expected),

@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime};
 /// The page, rendered now.
 pub fn render(reloader: &Reloader) -> String {
     let metrics = reloader.metrics();
-    let totals = Totals::from_exposition(&metrics.encode());
+    let exposition = metrics.encode();
+    let totals = Totals::from_exposition(&exposition);
     let recent = &metrics.recent;
     let mut page = String::with_capacity(16 * 1024);
     page.push_str(HEAD);
@@ -33,6 +34,7 @@ pub fn render(reloader: &Reloader) -> String {
         recent.rates(totals),
     );
     chains(&mut page, reloader);
+    upstreams(&mut page, &exposition);
     reloads(&mut page, reloader, &recent.reloads());
     refusals(&mut page, &recent.refusals());
     page.push_str("</body></html>\n");
@@ -132,6 +134,74 @@ fn chains(page: &mut String, reloader: &Reloader) {
         }
     }
     page.push_str("</table>");
+}
+
+/// The value of each series of `family` labelled only `label="..."`, by
+/// that label's value, in the order the exposition lists them.
+fn by_label(exposition: &str, family: &str, label: &str) -> Vec<(String, f64)> {
+    let prefix = format!("{family}{{{label}=\"");
+    exposition
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(&prefix)?;
+            let (value_of_label, sample) = rest.split_once("\"} ")?;
+            Some((value_of_label.to_string(), sample.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn upstreams(page: &mut String, exposition: &str) {
+    page.push_str(
+        "<h2>Upstream servers</h2><table><tr><th>server</th><th>state</th>\
+         <th>connections opened</th><th>times marked down</th></tr>",
+    );
+    let opened = by_label(
+        exposition,
+        "relaygate_upstream_server_connections_total",
+        "upstream",
+    );
+    let down = by_label(
+        exposition,
+        "relaygate_upstream_marked_down_total",
+        "upstream",
+    );
+    let of = |list: &[(String, f64)], server: &str| {
+        list.iter()
+            .find(|(name, _)| name == server)
+            .map_or(0.0, |(_, value)| *value)
+    };
+    for (server, up) in by_label(exposition, "relaygate_upstream_up", "upstream") {
+        let state = if up >= 1.0 {
+            "<span class=\"ok\">taking mail</span>"
+        } else {
+            "<span class=\"bad\">down: skipped, probed</span>"
+        };
+        let _ = write!(
+            page,
+            "<tr><td><code>{}</code></td><td>{state}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            escape(&server),
+            of(&opened, &server),
+            of(&down, &server),
+        );
+    }
+    page.push_str("</table>");
+    let kind = |kind: &str| {
+        of(
+            &by_label(exposition, "relaygate_upstream_connections_total", "kind"),
+            kind,
+        )
+    };
+    let idle = exposition
+        .lines()
+        .find_map(|line| line.strip_prefix("relaygate_upstream_pool_idle "))
+        .unwrap_or("0");
+    let _ = write!(
+        page,
+        "<p class=\"meta\">connection pool: {} idle now; sessions took {} kept connections and opened {} since start</p>",
+        escape(idle.trim()),
+        kind("reused"),
+        kind("opened"),
+    );
 }
 
 fn reloads(page: &mut String, reloader: &Reloader, history: &[ReloadEvent]) {
