@@ -14,8 +14,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-/// The Debian `master.cf` the private one is made from.
-const SYSTEM_MASTER_CF: &str = "/etc/postfix/master.cf";
+/// The Debian `master.cf` the private one is made from: the installed one,
+/// else the package's pristine copy.
+const SYSTEM_MASTER_CF: [&str; 2] = [
+    "/etc/postfix/master.cf",
+    "/usr/share/postfix/master.cf.dist",
+];
 
 /// A running private Postfix.
 pub struct Postfix {
@@ -59,8 +63,10 @@ impl Postfix {
             bail!("chown postfix {} failed", data.display());
         }
         std::fs::write(conf.join("main.cf"), main_cf(dir.path()))?;
-        let master = std::fs::read_to_string(SYSTEM_MASTER_CF)
-            .with_context(|| format!("reading {SYSTEM_MASTER_CF}"))?;
+        let master = SYSTEM_MASTER_CF
+            .iter()
+            .find_map(|path| std::fs::read_to_string(path).ok())
+            .with_context(|| format!("reading one of {SYSTEM_MASTER_CF:?}"))?;
         std::fs::write(conf.join("master.cf"), master_cf(&master, addr))?;
         let postfix = Self {
             dir,
