@@ -90,9 +90,16 @@ impl UpstreamPool {
             metrics,
         });
         if pool.config.enabled {
-            tokio::spawn(sweep_until_dropped(Arc::downgrade(&pool)));
+            // A few sweeps per max_idle_time.
+            let period = (pool.config.max_idle_time / 2).max(Duration::from_millis(100));
+            tokio::spawn(every(Arc::downgrade(&pool), period, |pool| async move {
+                pool.sweep();
+            }));
         }
-        tokio::spawn(check_health_until_dropped(Arc::downgrade(&pool)));
+        let period = pool.settings.health_interval;
+        tokio::spawn(every(Arc::downgrade(&pool), period, |pool| async move {
+            pool.check_health().await;
+        }));
         pool
     }
 
@@ -109,7 +116,7 @@ impl UpstreamPool {
             let Some(mut upstream) = self.take_idle(preferred) else {
                 break;
             };
-            let limit = REUSE_REPLY_TIMEOUT.min(self.settings.timeout);
+            let limit = self.reuse_timeout();
             match tokio::time::timeout(limit, upstream.reintroduce(&self.settings, client)).await {
                 Ok(Ok(())) => {
                     self.metrics.upstream_connection("reused");
@@ -179,7 +186,7 @@ impl UpstreamPool {
             return;
         }
         if upstream.in_transaction() {
-            let limit = REUSE_REPLY_TIMEOUT.min(self.settings.timeout);
+            let limit = self.reuse_timeout();
             if !matches!(
                 tokio::time::timeout(limit, upstream.reset()).await,
                 Ok(Ok(()))
@@ -287,6 +294,23 @@ impl UpstreamPool {
         }
     }
 
+    /// Probe the servers marked down (connect, greet, EHLO, QUIT): one that
+    /// answers takes mail again at once.
+    async fn check_health(&self) {
+        let settings = &self.settings;
+        for server in settings.servers.down() {
+            if Upstream::probe(settings, server).await.is_ok() {
+                settings.servers.mark_up(server);
+            }
+        }
+    }
+
+    /// How long a kept connection may take to answer while it is handed
+    /// over or reset.
+    fn reuse_timeout(&self) -> Duration {
+        REUSE_REPLY_TIMEOUT.min(self.settings.timeout)
+    }
+
     fn why_unusable(&self, entry: &Idle) -> Option<Discard> {
         if entry.since.elapsed() > self.config.max_idle_time {
             Some(Discard::IdleTime)
@@ -313,31 +337,13 @@ impl UpstreamPool {
     }
 }
 
-/// Sweep `pool` a few times per `max_idle_time` until it is dropped.
-async fn sweep_until_dropped(pool: Weak<UpstreamPool>) {
-    let period = match pool.upgrade() {
-        Some(pool) => (pool.config.max_idle_time / 2).max(Duration::from_millis(100)),
-        None => return,
-    };
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        match pool.upgrade() {
-            Some(pool) => pool.sweep(),
-            None => return,
-        }
-    }
-}
-
-/// Every `health_interval`, probe the servers marked down (connect, greet,
-/// EHLO, QUIT): one that answers takes mail again at once. Ends with the
-/// pool.
-async fn check_health_until_dropped(pool: Weak<UpstreamPool>) {
-    let period = match pool.upgrade() {
-        Some(pool) => pool.settings.health_interval,
-        None => return,
-    };
+/// Run `work` on `pool` every `period` (the first time one period after
+/// the start) until the pool is dropped.
+async fn every<F, Fut>(pool: Weak<UpstreamPool>, period: Duration, mut work: F)
+where
+    F: FnMut(Arc<UpstreamPool>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
@@ -346,11 +352,6 @@ async fn check_health_until_dropped(pool: Weak<UpstreamPool>) {
         let Some(pool) = pool.upgrade() else {
             return;
         };
-        let settings = &pool.settings;
-        for server in settings.servers.down() {
-            if Upstream::probe(settings, server).await.is_ok() {
-                settings.servers.mark_up(server);
-            }
-        }
+        work(pool).await;
     }
 }

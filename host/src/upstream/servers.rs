@@ -83,7 +83,10 @@ impl Servers {
 
     /// The server new sessions should use: the first in [`Servers::order`].
     pub fn preferred(&self) -> usize {
-        self.order().first().copied().unwrap_or(0)
+        let now = Instant::now();
+        (0..self.list.len())
+            .find(|&index| !self.is_backing_off(index, now))
+            .unwrap_or(0)
     }
 
     /// The servers marked down now (back-off running or not).
